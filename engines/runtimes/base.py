@@ -1,0 +1,29 @@
+"""The one interface every backend (torch, onnxruntime, tensorrt) implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from engines.models.base import StyleStats
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Runs a model's per-frame path.
+
+    ``run`` takes N×3×H×W float32 RGB in [0, 1] on ``device`` with H and W multiples of
+    ``multiple``, the style as cached statistics and the content–style trade-off ``alpha``, and
+    returns the stylized batch in the same layout (float32, [0, 1], on ``device``). Padding, colour
+    order and uint8 conversion are the caller's (see :class:`engines.stylizer.Stylizer`), so every
+    backend sees the same tensors.
+    """
+
+    backend: str  # "torch" | "onnxruntime" | "tensorrt"
+    model_name: str
+    device: torch.device
+    precision: str  # "fp32" | "fp16"
+    multiple: int
+
+    def run(self, content: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor: ...

@@ -1,0 +1,49 @@
+"""Shared fixtures: the one door to ../shared, and a device list that adds CUDA only when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """``../shared`` (weights and media that cannot be downloaded here); skips when absent."""
+    if not (SHARED / "weights").is_dir() or not (SHARED / "media").is_dir():
+        pytest.skip("../shared (weights and media) is not present next to the repository")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_weights(shared: Path) -> Path:
+    return shared / "weights"
+
+
+@pytest.fixture(scope="session")
+def shared_media(shared: Path) -> Path:
+    return shared / "media"
+
+
+def _devices() -> list:
+    params = [pytest.param("cpu", id="cpu")]
+    params.append(
+        pytest.param(
+            "cuda",
+            id="cuda",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here"),
+            ],
+        )
+    )
+    return params
+
+
+@pytest.fixture(params=_devices())
+def device(request) -> torch.device:
+    """Runs a test on the CPU, and on CUDA too where a GPU exists."""
+    return torch.device(request.param)
