@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
+
+from engines.errors import StylizeError
 
 #: A style, as the per-frame path needs it: named float32 tensors of shape 1×C×1×1.
 StyleStats = dict[str, torch.Tensor]
@@ -44,3 +46,19 @@ class StyleModel(nn.Module):
     def forward(self, content: torch.Tensor, alpha: torch.Tensor, *stats: torch.Tensor) -> torch.Tensor:
         """Positional form of :meth:`stylize` (stats in ``stats_names`` order), used for ONNX export."""
         return self.stylize(content, dict(zip(self.stats_names, stats, strict=True)), alpha)
+
+
+def load_exact(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> None:
+    """load_state_dict(strict) with a one-line error naming the first mismatching key or shape."""
+    expected = module.state_dict()
+    for key, ref in expected.items():
+        if key not in sd:
+            raise StylizeError(f"{what} checkpoint is missing '{key}' (expected shape {tuple(ref.shape)})")
+        if tuple(sd[key].shape) != tuple(ref.shape):
+            raise StylizeError(
+                f"{what} checkpoint '{key}' has shape {tuple(sd[key].shape)}, expected {tuple(ref.shape)}"
+            )
+    extra = [k for k in sd if k not in expected]
+    if extra:
+        raise StylizeError(f"{what} checkpoint has unexpected key '{extra[0]}'")
+    module.load_state_dict({k: sd[k].float() for k in expected})
