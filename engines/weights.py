@@ -1,0 +1,253 @@
+"""Named models: which files they need, where those come from, and how a valid file looks.
+
+Weights are looked for, in order, in ``--weights DIR`` (the model's folder itself, or a root holding
+one sub-folder per model name), the ``STYLIZE_WEIGHTS`` root, and the user cache directory; when no
+place has them they are downloaded into the cache, each file written to a temporary name, checked
+(sha256 where published, then its keys and shapes) and only then renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import torch
+
+from engines.errors import StylizeError
+from engines.models.adain_vgg import AdaINNet
+from engines.models.base import StyleModel
+from engines.models.microast import MicroAST
+
+ENV_VAR = "STYLIZE_WEIGHTS"
+APP_NAME = "adain-stream"
+
+_ADAIN_RELEASE = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0"
+_CD_RAW = (
+    "https://raw.githubusercontent.com/MingSun-Tse/Collaborative-Distillation/"
+    "4a269dc90020721ef9b279b2926c62f5bcd6d209/trained_models"
+)
+_MICROAST_RAW = (
+    "https://raw.githubusercontent.com/EndyWon/MicroAST/5a6c9050d8c408191cb9db12c697f3e4c7ebe137/models"
+)
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One checkpoint file: its local name, where it is published, and its sha256 when known."""
+
+    name: str
+    url: str
+    sha256: str | None = None
+    #: lower bound on the size in bytes, to reject HTML error pages and truncated files early
+    min_size: int = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    files: tuple[WeightFile, ...]
+    #: builds the network from the state dicts, keyed by file name; raises StylizeError on mismatch
+    build: Callable[[dict[str, dict]], StyleModel]
+
+
+def _unwrap(sd: dict) -> dict:
+    """Collaborative-Distillation files wrap the state dict as {"model": ..., "epoch": ...}."""
+    return sd["model"] if isinstance(sd, dict) and isinstance(sd.get("model"), dict) else sd
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "adain",
+            "the AdaIN paper's VGG-19 encoder and decoder (pytorch-AdaIN release files)",
+            (
+                WeightFile("vgg_normalised.pth", f"{_ADAIN_RELEASE}/vgg_normalised.pth", min_size=50_000_000),
+                WeightFile("decoder.pth", f"{_ADAIN_RELEASE}/decoder.pth", min_size=10_000_000),
+            ),
+            lambda sd: AdaINNet.from_state_dicts(sd["vgg_normalised.pth"], sd["decoder.pth"], name="adain"),
+        ),
+        ModelSpec(
+            "adain-cd16x",
+            "16x-pruned AdaIN encoder/decoder (Collaborative Distillation); fast, mild stylization",
+            (
+                WeightFile(
+                    "4SE.pth",
+                    f"{_CD_RAW}/wct_se_16x_new/20191110-132643_E20.pth",
+                    "d2f059cbcd6669556a43aadef58d20c8b280462c18b60a9e7424a14dd271cd6b",
+                ),
+                WeightFile(
+                    "4SD.pth",
+                    f"{_CD_RAW}/wct_se_16x_new_sd/20191111-092553_E20.pth",
+                    "902f65e2c6033d803d02df552eb898e5985190a7ae67d155e384826eec6f04cb",
+                ),
+            ),
+            lambda sd: AdaINNet.from_cd_state_dicts(
+                _unwrap(sd["4SE.pth"]), _unwrap(sd["4SD.pth"]), name="adain-cd16x"
+            ),
+        ),
+        ModelSpec(
+            "microast",
+            "MicroAST (AAAI 2023): 0.47 M parameters, strong stylization, the fastest model",
+            tuple(
+                WeightFile(f"{part}_iter_160000.pth.tar", f"{_MICROAST_RAW}/{part}_iter_160000.pth.tar", sha)
+                for part, sha in (
+                    ("content_encoder", "c8d895c0eec52507c157e102fab217c37f0c399ef3e168ef8b0b2677714660a4"),
+                    ("style_encoder", "94f6b3fa386828692c20809a0af8bd0eba9c04e90a7d8842086976e4d223c5af"),
+                    ("modulator", "8588055baf7d5ad8398d595d5518c6f030e3ff8dbb6007a7c1779776e11da28b"),
+                    ("decoder", "32e04a46b953fd9f94ec9e20f351511305a5260e000c18f9aef6570d5f1e23d9"),
+                )
+            ),
+            lambda sd: MicroAST.from_state_dicts(
+                *(
+                    sd[f"{p}_iter_160000.pth.tar"]
+                    for p in ("content_encoder", "style_encoder", "modulator", "decoder")
+                )
+            ),
+        ),
+    )
+}
+
+DEFAULT_MODEL = "microast"
+
+
+def spec_for(name: str) -> ModelSpec:
+    if name not in REGISTRY:
+        raise StylizeError(f"unknown model '{name}'; choose one of: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: the user cache directory (platformdirs)."""
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "weights"
+
+
+def candidate_dirs(name: str, weights: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for ``name``'s files, in resolution order."""
+    dirs: list[Path] = []
+    if weights is not None:
+        root = Path(weights).expanduser()
+        dirs += [root, root / name]
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]).expanduser() / name)
+    dirs.append(cache_dir() / name)
+    return dirs
+
+
+def resolve(
+    name: str, weights: str | os.PathLike | None = None, download: bool = True, progress: bool = True
+) -> dict[str, Path]:
+    """Paths of ``name``'s files: the first folder holding all of them, else a fresh download.
+
+    An explicit ``weights`` folder that lacks the files is an error rather than a silent download,
+    since the user asked for that folder.
+    """
+    spec = spec_for(name)
+    names = [f.name for f in spec.files]
+    for folder in candidate_dirs(name, weights):
+        if all((folder / n).is_file() for n in names):
+            return {n: folder / n for n in names}
+    if weights is not None:
+        raise StylizeError(
+            f"--weights {weights}: model '{name}' needs {', '.join(names)} "
+            f"in that folder or in its '{name}/' sub-folder"
+        )
+    target = cache_dir() / name
+    missing = [f for f in spec.files if not (target / f.name).is_file()]
+    if not download:
+        raise StylizeError(_missing_message(spec, missing, "downloads are disabled"))
+    for f in missing:
+        try:
+            download_file(f, target / f.name, progress=progress)
+        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            raise StylizeError(_missing_message(spec, missing, f"download of {f.url} failed: {e}")) from None
+    return {n: target / n for n in names}
+
+
+def _missing_message(spec: ModelSpec, missing: list[WeightFile], why: str) -> str:
+    return (
+        f"weights for model '{spec.name}' not found ({why}); missing: {', '.join(f.name for f in missing)}. "
+        f"Provide them with --weights DIR, or set {ENV_VAR}=ROOT (with a '{spec.name}/' sub-folder), "
+        f"or put them in {cache_dir() / spec.name}"
+    )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download_file(f: WeightFile, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
+    """Download ``f`` to ``dest`` atomically: temp file in the same folder, verify, then rename."""
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(f.url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f.name, disable=not progress) as bar:
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        check_file(f, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_file(f: WeightFile, path: Path) -> None:
+    """Reject a file that is too small, has the wrong sha256, or does not unpickle as a state dict."""
+    size = path.stat().st_size
+    if size < f.min_size:
+        raise StylizeError(f"{f.name}: {size} bytes, expected at least {f.min_size} (truncated download?)")
+    if f.sha256 and (digest := sha256_file(path)) != f.sha256:
+        raise StylizeError(f"{f.name}: sha256 {digest[:12]}… does not match the published {f.sha256[:12]}…")
+    load_state_dict(path)
+
+
+def load_state_dict(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` with a one-line error for files that are not checkpoints."""
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad pickles/zips
+        raise StylizeError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(sd, dict):
+        raise StylizeError(f"{path}: expected a state dict, found {type(sd).__name__}")
+    return sd
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    weights: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> StyleModel:
+    """Resolve, load and build a named model (float32, eval mode, on the CPU).
+
+    ``model.fingerprint`` identifies the exact weights (used in style-cache keys).
+    """
+    paths = resolve(name, weights, download=download, progress=progress)
+    sds = {n: load_state_dict(p) for n, p in paths.items()}
+    try:
+        model = spec_for(name).build(sds)
+    except StylizeError as e:
+        raise StylizeError(f"model '{name}' from {next(iter(paths.values())).parent}: {e}") from None
+    h = hashlib.sha256()
+    for p in paths.values():
+        h.update(f"{p.name}:{sha256_file(p)}".encode())
+    model.fingerprint = h.hexdigest()[:16]
+    return model.requires_grad_(False)
+
