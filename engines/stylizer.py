@@ -1,0 +1,99 @@
+"""Frames in, stylized frames out: uint8 BGR on one side, an Engine's float RGB on the other.
+
+Everything between the two (colour order, uint8 ↔ float, padding to the network's multiple,
+colour preservation) runs as tensor ops on the engine's device, so on CUDA no per-pixel work is
+left to the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engines.models.base import StyleStats
+from engines.runtimes.base import Engine
+
+# BT.601 luma weights for (R, G, B); they sum to 1, and chroma (Cb, Cr) weights sum to 0.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def bgr_u8_to_rgb(frames: torch.Tensor) -> torch.Tensor:
+    """N×H×W×3 uint8 BGR → N×3×H×W float32 RGB in [0, 1]."""
+    return frames.flip(-1).permute(0, 3, 1, 2).float().div_(255)
+
+
+def rgb_to_bgr_u8(images: torch.Tensor) -> torch.Tensor:
+    """N×3×H×W float RGB in [0, 1] → N×H×W×3 uint8 BGR (rounded, contiguous)."""
+    return images.flip(1).mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad H and W up to a multiple by reflection (replicate where the frame is too small to reflect)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Keep the content's colours: take only the stylized luminance.
+
+    Adding the same value to R, G and B changes Y by that value and leaves Cb and Cr untouched, so
+    ``content + (Y_stylized − Y_content)`` is a luminance-only transfer in one fused op, per frame,
+    without re-encoding the style.
+    """
+    luma = torch.tensor(_LUMA, device=stylized.device, dtype=stylized.dtype).view(1, 3, 1, 1)
+    dy = ((stylized - content) * luma).sum(dim=1, keepdim=True)
+    return (content + dy).clamp_(0, 1)
+
+
+class Stylizer:
+    """Applies a style to uint8 BGR frames with any :class:`Engine`.
+
+    ``stats``, ``alpha`` and ``preserve_color`` are plain attributes so live controls can change them
+    between frames; switching styles is just assigning other cached statistics.
+    """
+
+    def __init__(self, engine: Engine, stats: StyleStats, alpha: float = 1.0, preserve_color: bool = False):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.engine = engine
+        self.stats = stats
+        self.alpha = alpha
+        self.preserve_color = preserve_color
+
+    @torch.inference_mode()
+    def stylize_tensor(self, frames: torch.Tensor) -> torch.Tensor:
+        """N×H×W×3 uint8 BGR on the engine's device → the same layout, stylized."""
+        h, w = frames.shape[1:3]
+        content = bgr_u8_to_rgb(frames)
+        out = self.engine.run(pad_to_multiple(content, self.engine.multiple), self.stats, self.alpha)
+        out = out[..., :h, :w]
+        if self.preserve_color:
+            out = preserve_color(out, content)
+        return rgb_to_bgr_u8(out)
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Stylize H×W×3 uint8 BGR arrays (one batch per run of equal sizes)."""
+        results: list[np.ndarray] = []
+        i = 0
+        while i < len(images):
+            j = i + 1
+            while j < len(images) and images[j].shape == images[i].shape:
+                j += 1
+            batch = torch.from_numpy(np.stack([_check_frame(im) for im in images[i:j]]))
+            out = self.stylize_tensor(batch.to(self.engine.device)).cpu().numpy()
+            results.extend(out)
+            i = j
+        return results
+
+
+def _check_frame(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 uint8 BGR frame, got {image.dtype} array of shape {image.shape}")
+    return image
