@@ -31,9 +31,15 @@ def rgb_to_bgr_u8(images: torch.Tensor) -> torch.Tensor:
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad H and W up to a multiple by reflection (replicate where the frame is too small to reflect)."""
+    """Pad H and W (bottom/right) up to a multiple of ``multiple`` and at least two of them.
+
+    Reflection avoids the dark borders zero padding gives; frames too small to reflect (a pad as
+    large as the side) are replicated instead. The two-multiple floor keeps the deepest feature map at
+    2×2 or more, which the networks' own reflection pads need.
+    """
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
+    ph = max(-h % multiple, 2 * multiple - h)
+    pw = max(-w % multiple, 2 * multiple - w)
     if ph == 0 and pw == 0:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"

@@ -1,0 +1,74 @@
+"""Quality metrics on ImageNet VGG-16 features: how much an output looks like its style and content.
+
+Style distance between images a and b = Σ over relu1_1, relu2_1, relu3_1, relu4_1 of
+‖μ(a) − μ(b)‖² + ‖σ(a) − σ(b)‖²; content distance = MSE at relu4_1. The metric network is a
+different network from the ones being measured, so a model cannot score well by matching its own
+encoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from engines.adain import mean_std
+from engines.models.base import load_exact
+
+_BLOCKS = (
+    ("block1_conv1", "block1_conv2"),
+    ("block2_conv1", "block2_conv2"),
+    ("block3_conv1", "block3_conv2", "block3_conv3"),
+    ("block4_conv1",),
+)
+_WIDTHS = {"block1": 64, "block2": 128, "block3": 256, "block4": 512}
+_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+class VGG16Features(nn.Module):
+    """VGG-16 conv layers up to conv4_1 (zero padding, as trained); returns relu{1,2,3,4}_1."""
+
+    def __init__(self):
+        super().__init__()
+        cin = 3
+        for block in _BLOCKS:
+            for name in block:
+                cout = _WIDTHS[name[:6]]
+                self.add_module(name, nn.Conv2d(cin, cout, 3, padding=1))
+                cin = cout
+        self.register_buffer("mean", torch.tensor(_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> VGG16Features:
+        net = cls()
+        load_exact(net, torch.load(path, map_location="cpu", weights_only=True), "VGG-16 metric")
+        return net.eval().requires_grad_(False)
+
+    def forward(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        """``rgb``: N×3×H×W in [0, 1] → [relu1_1, relu2_1, relu3_1, relu4_1]."""
+        x = rgb.flip(1) * 255 - self.mean  # Caffe convention: BGR, 0–255, mean-subtracted
+        feats = []
+        for i, block in enumerate(_BLOCKS):
+            if i:
+                x = F.max_pool2d(x, 2)
+            for j, name in enumerate(block):
+                x = F.relu(getattr(self, name)(x))
+                if j == 0:
+                    feats.append(x)
+        return feats
+
+
+@torch.inference_mode()
+def style_distance(net: VGG16Features, a: torch.Tensor, b: torch.Tensor) -> float:
+    total = 0.0
+    for fa, fb in zip(net(a), net(b), strict=True):
+        (ma, sa), (mb, sb) = mean_std(fa), mean_std(fb)
+        total += float(((ma - mb) ** 2).sum() + ((sa - sb) ** 2).sum())
+    return total
+
+
+@torch.inference_mode()
+def content_distance(net: VGG16Features, a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(F.mse_loss(net(a)[-1], net(b)[-1]))

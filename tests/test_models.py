@@ -1,0 +1,94 @@
+"""The model classes load the real checkpoints (and the paper's layout) and run."""
+
+import pytest
+import torch
+
+from engines.errors import StylizeError
+from engines.models.adain_vgg import AdaINNet
+from engines.weights import load_model
+
+# The paper's vgg_normalised.pth: 53 nn.Sequential modules, convs at these indices.
+PAPER_VGG_CONVS = {0: (3, 3, 1), 2: (64, 3, 3), 5: (64, 64, 3), 9: (128, 64, 3), 12: (128, 128, 3),
+                   16: (256, 128, 3), 19: (256, 256, 3), 22: (256, 256, 3), 25: (256, 256, 3),
+                   29: (512, 256, 3), 32: (512, 512, 3), 35: (512, 512, 3), 38: (512, 512, 3),
+                   42: (512, 512, 3), 45: (512, 512, 3), 48: (512, 512, 3), 51: (512, 512, 3)}  # fmt: skip
+# The paper's decoder.pth.
+PAPER_DECODER_CONVS = {1: (256, 512), 5: (256, 256), 8: (256, 256), 11: (256, 256), 14: (128, 256),
+                       18: (128, 128), 21: (64, 128), 25: (64, 64), 28: (3, 64)}  # fmt: skip
+
+
+def paper_state_dicts(seed: int = 0) -> tuple[dict, dict]:
+    """State dicts with exactly the keys and shapes of pytorch-AdaIN's release files."""
+    g = torch.Generator().manual_seed(seed)
+    vgg = {}
+    for i, (cout, cin, k) in PAPER_VGG_CONVS.items():
+        vgg[f"{i}.weight"] = torch.randn(cout, cin, k, k, generator=g) * (2 / (cin * k * k)) ** 0.5
+        vgg[f"{i}.bias"] = torch.zeros(cout)
+    dec = {}
+    for i, (cout, cin) in PAPER_DECODER_CONVS.items():
+        dec[f"{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (cin * 9)) ** 0.5
+        dec[f"{i}.bias"] = torch.zeros(cout)
+    return vgg, dec
+
+
+@pytest.fixture(scope="module")
+def paper_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("adain")
+    vgg, dec = paper_state_dicts()
+    torch.save(vgg, folder / "vgg_normalised.pth")
+    torch.save(dec, folder / "decoder.pth")
+    return folder
+
+
+def test_paper_files_load_unchanged_through_the_registry(paper_files):
+    model = load_model("adain", weights=paper_files)
+    assert isinstance(model, AdaINNet)
+    vgg, dec = paper_state_dicts()
+    # every used encoder weight landed at its paper index; relu4_2…relu5_4 (index > 30) are ignored
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, vgg[key])
+    for key, value in model.decoder.state_dict().items():
+        assert torch.equal(value, dec[key])
+    stats = model.style_stats(torch.rand(1, 3, 40, 48))
+    assert stats["mean"].shape == (1, 512, 1, 1)
+    out = model.stylize(torch.rand(2, 3, 32, 48), stats)
+    assert out.shape == (2, 3, 32, 48) and out.min() >= 0 and out.max() <= 1
+
+
+def test_cd16x_files_load_into_the_same_class(shared_weights):
+    model = load_model("adain-cd16x", weights=shared_weights)
+    assert type(model) is AdaINNet
+    assert model.encoder[29].out_channels == 128 and model.decoder[1].in_channels == 128
+    assert model.style_stats(torch.rand(1, 3, 64, 64))["std"].shape == (1, 128, 1, 1)
+
+
+def test_microast_loads_and_caches_eight_64_vectors(shared_weights):
+    model = load_model("microast", weights=shared_weights)
+    stats = model.style_stats(torch.rand(1, 3, 64, 80))
+    assert tuple(stats) == model.stats_names
+    assert all(v.shape == (1, 64, 1, 1) and v.dtype == torch.float32 for v in stats.values())
+    assert model.stylize(torch.rand(1, 3, 32, 44), stats).shape == (1, 3, 32, 44)
+
+
+def test_alpha_zero_reconstructs_without_style(shared_weights):
+    """α = 0 feeds the content features straight to the decoder, whatever the style."""
+    model = load_model("adain-cd16x", weights=shared_weights)
+    x = torch.rand(1, 3, 32, 32)
+    a = model.stylize(x, model.style_stats(torch.rand(1, 3, 32, 32)), alpha=0.0)
+    b = model.stylize(x, model.style_stats(torch.rand(1, 3, 48, 48) * 0.2), alpha=0.0)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda vgg, dec: vgg.pop("16.weight"), "'16.weight'"),
+        (lambda vgg, dec: dec.__setitem__("8.weight", torch.zeros(256, 128, 3, 3)), "'8.weight' has shape"),
+        (lambda vgg, dec: dec.__setitem__("99.weight", torch.zeros(1)), "unexpected key '99.weight'"),
+    ],
+)
+def test_mismatched_checkpoint_names_the_first_mismatch(change, message):
+    vgg, dec = paper_state_dicts()
+    change(vgg, dec)
+    with pytest.raises(StylizeError, match=message):
+        AdaINNet.from_state_dicts(vgg, dec)

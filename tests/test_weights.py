@@ -1,0 +1,96 @@
+"""Where weights are found, how downloads are verified, and what a user sees when they are missing."""
+
+import dataclasses
+import shutil
+
+import pytest
+
+from engines import weights
+from engines.errors import StylizeError
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """A private user cache directory (platformdirs honours XDG_CACHE_HOME) and no STYLIZE_WEIGHTS."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.delenv(weights.ENV_VAR, raising=False)
+    return tmp_path / "xdg-cache"
+
+
+def _copy_model(shared_weights, dest, name="microast"):
+    shutil.copytree(shared_weights / name, dest / name)
+    return dest / name
+
+
+def test_weights_dir_may_be_the_model_folder_or_a_root(shared_weights):
+    by_root = weights.resolve("microast", weights=shared_weights)
+    by_folder = weights.resolve("microast", weights=shared_weights / "microast")
+    assert by_root == by_folder
+    assert all(p.is_file() for p in by_root.values())
+
+
+def test_explicit_weights_dir_without_the_files_is_an_error(tmp_path):
+    with pytest.raises(StylizeError, match="--weights .*content_encoder_iter_160000.pth.tar"):
+        weights.resolve("microast", weights=tmp_path)
+
+
+def test_environment_root_then_user_cache(shared_weights, tmp_path, monkeypatch, isolated_cache):
+    env_root = tmp_path / "env"
+    _copy_model(shared_weights, env_root)
+    monkeypatch.setenv(weights.ENV_VAR, str(env_root))
+    assert next(iter(weights.resolve("microast").values())).parent == env_root / "microast"
+
+    monkeypatch.delenv(weights.ENV_VAR)
+    cached = _copy_model(shared_weights, weights.cache_dir())
+    assert weights.cache_dir().is_relative_to(isolated_cache)
+    assert next(iter(weights.resolve("microast", download=False).values())).parent == cached
+
+
+def test_missing_and_offline_names_files_and_the_three_ways(monkeypatch):
+    dead = {
+        name: dataclasses.replace(spec, files=tuple(
+            dataclasses.replace(f, url="http://127.0.0.1:9/" + f.name) for f in spec.files))
+        for name, spec in weights.REGISTRY.items()
+    }  # fmt: skip
+    monkeypatch.setattr(weights, "REGISTRY", dead)
+    with pytest.raises(StylizeError) as err:
+        weights.resolve("adain", progress=False)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in ("vgg_normalised.pth", "decoder.pth", "--weights", weights.ENV_VAR, str(weights.cache_dir())):
+        assert part in message
+    assert not any(weights.cache_dir().glob("**/*.part"))
+
+
+def test_download_is_verified_then_renamed(shared_weights, monkeypatch):
+    """Downloads from file:// URLs of the shared files: real urllib, real sha256 and load checks."""
+    spec = weights.REGISTRY["adain-cd16x"]
+    folder = shared_weights / "adain-cd16x"
+    files = tuple(dataclasses.replace(f, url=(folder / f.name).as_uri()) for f in spec.files)
+    local = dataclasses.replace(spec, files=files)
+    monkeypatch.setitem(weights.REGISTRY, "adain-cd16x", local)
+    model = weights.load_model("adain-cd16x", progress=False)
+    assert model.name == "adain-cd16x"
+    target = weights.cache_dir() / "adain-cd16x"
+    assert sorted(p.name for p in target.iterdir()) == ["4SD.pth", "4SE.pth"]
+
+
+def test_download_with_wrong_checksum_leaves_nothing(shared_weights, monkeypatch):
+    f = weights.REGISTRY["adain-cd16x"].files[0]
+    bad = dataclasses.replace(f, url=(shared_weights / "adain-cd16x" / "4SD.pth").as_uri())  # other file
+    dest = weights.cache_dir() / "adain-cd16x" / f.name
+    with pytest.raises(StylizeError, match="sha256"):
+        weights.download_file(bad, dest, progress=False)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+def test_non_checkpoint_file_gets_a_one_line_error(tmp_path):
+    path = tmp_path / "decoder.pth"
+    path.write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(StylizeError, match="not a loadable PyTorch checkpoint"):
+        weights.load_state_dict(path)
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(StylizeError, match="adain, adain-cd16x, microast"):
+        weights.load_model("vgg")
