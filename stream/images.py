@@ -1,0 +1,123 @@
+"""Still images in and out, always as H×W×3 uint8 BGR, whatever the file held.
+
+Files are read as bytes and decoded with ``cv2.imdecode`` (not ``cv2.imread``) so that paths with
+non-ASCII characters work on every platform. Normalization:
+
+- grayscale becomes 3 equal channels;
+- transparency is composited over **white**: style images with transparent backgrounds (sketches,
+  logos) then look as they do in a viewer, where black would inject large dark areas into the style;
+- 16-bit files are scaled to 8 bits (65535 → 255, rounded), float files are clipped to [0, 1];
+- JPEGs are decoded with their EXIF orientation applied, like phones and viewers show them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.errors import StylizeError
+
+IMAGE_SUFFIXES = frozenset(".jpg .jpeg .jpe .png .bmp .dib .webp .tif .tiff .pbm .pgm .ppm .pnm".split())
+
+
+def read_image_bytes(path: str | Path) -> bytes:
+    """The file's raw bytes (callers hash them to key caches), with a clear error when unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise StylizeError(f"image not found: {path}")
+    if path.is_dir():
+        raise StylizeError(f"expected an image file, got a folder: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise StylizeError(f"cannot read image {path}: {e.strerror}") from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode any image OpenCV reads into H×W×3 uint8 BGR (see the module notes for the conversions)."""
+    data = np.frombuffer(read_image_bytes(path), dtype=np.uint8)
+    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
+    # UNCHANGED keeps alpha and 16 bits but skips EXIF rotation; JPEGs have neither, so they get COLOR.
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise StylizeError(f"cannot read image {Path(path).name}: not an image file, unsupported, or damaged")
+    return _to_bgr8(image, Path(path).name)
+
+
+def _to_bgr8(image: np.ndarray, name: str) -> np.ndarray:
+    if image.ndim == 2:
+        image = image[:, :, None]
+    alpha = None
+    if image.shape[2] in (2, 4):  # gray+alpha or BGRA
+        image, alpha = image[:, :, :-1], _unit(image[:, :, -1:], name)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    if alpha is None:
+        return image if image.dtype == np.uint8 else _to_uint8(_unit(image, name))
+    return _to_uint8(_unit(image, name) * alpha + (1.0 - alpha))  # over white (1.0)
+
+
+def _unit(channels: np.ndarray, name: str) -> np.ndarray:
+    """Pixel values as float32 in [0, 1], whatever the integer depth."""
+    if channels.dtype == np.uint8:
+        return channels.astype(np.float32) / 255.0
+    if channels.dtype == np.uint16:
+        return channels.astype(np.float32) / 65535.0
+    if channels.dtype in (np.float32, np.float64):
+        return np.clip(channels, 0.0, 1.0).astype(np.float32)
+    raise StylizeError(f"cannot use image {name}: unsupported pixel type {channels.dtype}")
+
+
+def _to_uint8(unit: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.rint(unit * 255.0).astype(np.uint8))
+
+
+def write_image(path: str | Path, bgr: np.ndarray, overwrite: bool = False) -> None:
+    """Encode by the file extension and write atomically (temp file + rename): never a half-written file."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StylizeError(f"output file already exists: {path} (allow overwriting to replace it)")
+    if not path.parent.is_dir():
+        raise StylizeError(f"output folder does not exist: {path.parent}")
+    try:
+        ok, encoded = cv2.imencode(path.suffix, bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise StylizeError(f"cannot write images as '{path.suffix}' ({path.name}); use .png or .jpg")
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
+    try:
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise StylizeError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def list_images(path_or_dir: str | Path) -> list[Path]:
+    """A file as a one-item list, or a folder's images (not recursive, hidden skipped) in natural order."""
+    path = Path(path_or_dir)
+    if not path.exists():
+        raise StylizeError(f"not found: {path}")
+    if not path.is_dir():
+        return [path]
+    images = [
+        p
+        for p in path.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    ]
+    if not images:
+        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise StylizeError(f"no images in folder {path} (looked for {kinds})")
+    return sorted(images, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list:
+    """'frame2' before 'frame10', as people number files."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
