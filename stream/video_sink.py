@@ -74,7 +74,7 @@ class VideoFileSink:
         self._end_time = 0.0
         self._last_pts: int | None = None
 
-        self._check_target(audio_from)
+        check_target(self.path, overwrite, audio_from)
         _check_encoder_exists(codec)
         self._tmp = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(4)}.partial{self.path.suffix}")
         try:
@@ -88,19 +88,6 @@ class VideoFileSink:
             raise
 
     # --- setup ---------------------------------------------------------------------------------
-
-    def _check_target(self, audio_from: str | Path | None) -> None:
-        """Refuse, before any work, every target that would clobber something or cannot be written."""
-        if not self.path.suffix:
-            raise StylizeError(f"output file needs an extension such as .mp4: {self.path}")
-        if self.path.is_dir():
-            raise StylizeError(f"output path is a folder: {self.path}")
-        if not self.path.parent.is_dir():
-            raise StylizeError(f"output folder does not exist: {self.path.parent}")
-        if audio_from is not None and _same_file(self.path, Path(audio_from)):
-            raise StylizeError(f"output {self.path} is the input file; choose another output name")
-        if self.path.exists() and not self.overwrite:
-            raise StylizeError(f"output file already exists: {self.path} (allow overwriting to replace it)")
 
     def _open_output(self, codec: str, crf: int | None, bitrate: int | None, pix_fmt: str) -> None:
         try:
@@ -296,6 +283,24 @@ def _ctrl_c_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if received:
         raise KeyboardInterrupt
+
+
+def check_target(path: Path, overwrite: bool, input_path: str | Path | None = None) -> None:
+    """Refuse, before any work, every target that would clobber something or cannot be written.
+
+    Public so callers can check the output before slow setup (loading a model).
+    """
+    path = Path(path)
+    if not path.suffix:
+        raise StylizeError(f"output file needs an extension such as .mp4: {path}")
+    if path.is_dir():
+        raise StylizeError(f"output path is a folder: {path}")
+    if not path.parent.is_dir():
+        raise StylizeError(f"output folder does not exist: {path.parent}")
+    if input_path is not None and _same_file(path, Path(input_path)):
+        raise StylizeError(f"output {path} is the input file; choose another output name")
+    if path.exists() and not overwrite:
+        raise StylizeError(f"output file already exists: {path} (allow overwriting to replace it)")
 
 
 def _check_encoder_exists(codec: str) -> None:
