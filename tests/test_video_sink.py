@@ -62,7 +62,7 @@ def test_transcode_keeps_frames_rate_duration_and_audio_bytes(shared_media, tmp_
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         assert video.average_rate == fps
-        assert float(video.duration * video.time_base) == pytest.approx(n / fps, abs=1 / fps)
+        assert float(video.duration * video.time_base) == pytest.approx(float(n / fps), abs=float(1 / fps))
         assert (video.codec_context.width, video.codec_context.height) == size
         positions = {"audio": [], "video": []}
         for packet in container.demux():
