@@ -52,6 +52,7 @@ class TorchEngine:
         device: str | torch.device | None = "auto",
         precision: str = "auto",
         content_hook: ContentStatsHook | None = None,
+        cuda_graph: bool = False,
     ):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -62,6 +63,10 @@ class TorchEngine:
         net = copy.deepcopy(model).to(self.device, self.dtype).eval().requires_grad_(False)
         self.model = net.to(memory_format=torch.channels_last) if self.channels_last else net
         self.content_hook = content_hook
+        if cuda_graph and self.device.type != "cuda":
+            raise StylizeError("CUDA graphs need a CUDA device")
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[tuple, _Graph] = {}
         self._stats_src: StyleStats | None = None  # held, so identity stays meaningful
         self._stats: StyleStats = {}
 
@@ -77,5 +82,44 @@ class TorchEngine:
         x = content.to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.cuda_graph and self.content_hook is None:  # the hook keeps Python state: not capturable
+            return self._graph_for(x).replay(x, self._device_stats(stats), alpha)
         out = self.model.stylize(x, self._device_stats(stats), alpha, self.content_hook)
         return out.float()
+
+    def _graph_for(self, x: torch.Tensor) -> _Graph:
+        key = (tuple(x.shape), x.stride())
+        if key not in self._graphs:
+            self._graphs[key] = _Graph(self.model, x, self._stats)
+        return self._graphs[key]
+
+
+class _Graph:
+    """One CUDA graph of the per-frame path for a fixed input shape.
+
+    Input, style statistics and α live in static device tensors that are refilled before each
+    replay, so changing α or the style never re-captures; only a new frame shape does.
+    """
+
+    def __init__(self, model: StyleModel, example: torch.Tensor, stats: StyleStats):
+        self.input = example.clone()
+        self.stats = {k: v.clone() for k, v in stats.items()}
+        self.alpha = torch.ones((), device=example.device)
+        side = torch.cuda.Stream(example.device)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside capture: cuDNN picks its algorithms here
+            for _ in range(2):
+                model.stylize(self.input, self.stats, self.alpha)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = model.stylize(self.input, self.stats, self.alpha)
+
+    def replay(self, x: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor:
+        self.input.copy_(x)
+        for k, v in stats.items():
+            self.stats[k].copy_(v)
+        self.alpha.fill_(alpha)
+        self.graph.replay()
+        # a fresh tensor: the static output is overwritten by the next replay
+        return self.output.float() if self.output.dtype != torch.float32 else self.output.clone()

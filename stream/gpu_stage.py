@@ -1,0 +1,125 @@
+"""The pipeline's GPU stage, double-buffered: upload of frame k+1 and download of frame k−1 overlap
+the compute of frame k.
+
+On CUDA each in-flight slot owns page-locked host buffers (allocated once, reused) and a device input
+buffer. Uploads and downloads run on a copy stream, the network on a compute stream, ordered by CUDA
+events, so the copy engine and the SMs work at the same time. Conversion uint8 ↔ float and BGR ↔ RGB
+happens on the GPU inside :meth:`engines.stylizer.Stylizer.stylize_tensor`.
+
+A frame's result therefore comes out one call later: ``__call__`` returns the frames finished by now
+and :meth:`flush` the rest at the end of the stream. On the CPU the same stage runs the same slots in
+order, synchronously, so the tests exercise its bookkeeping and its output equals a serial loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engines.stylizer import Stylizer
+from stream.frames import Frame
+
+
+@dataclass
+class _Slot:
+    frames: list[Frame]
+    host_in: torch.Tensor  # pinned on CUDA
+    host_out: torch.Tensor
+    device_in: torch.Tensor
+    uploaded: object = None  # torch.cuda.Event, on CUDA
+    computed: object = None
+    downloaded: object = None
+
+
+class GpuStage:
+    """A :data:`stream.pipeline.Process` callable that keeps ``depth`` batches in flight.
+
+    ``depth=1`` is a plain synchronous stage (lowest latency); ``depth=2`` is double buffering.
+    """
+
+    def __init__(self, stylizer: Stylizer, depth: int = 2):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.stylizer = stylizer
+        self.device = stylizer.engine.device
+        self.cuda = self.device.type == "cuda"
+        self.depth = depth
+        if self.cuda:
+            self.copy_stream = torch.cuda.Stream(self.device)
+            self.compute_stream = torch.cuda.Stream(self.device)
+        self._buffers: dict[tuple, list[_Slot]] = {}  # per batch shape: depth reusable slots
+        self._next: dict[tuple, int] = {}
+        self._in_flight: list[_Slot] = []
+
+    def __call__(self, frames: list[Frame]) -> list[Frame]:
+        slot = self._take_slot(frames)
+        self._launch(slot)
+        self._in_flight.append(slot)
+        done = []
+        while len(self._in_flight) >= self.depth:
+            done += self._finish(self._in_flight.pop(0))
+        return done
+
+    def flush(self) -> list[Frame]:
+        """Results of the batches still in flight (call once the source has ended)."""
+        done = []
+        while self._in_flight:
+            done += self._finish(self._in_flight.pop(0))
+        return done
+
+    # --- slots -----------------------------------------------------------------------------------
+
+    def _take_slot(self, frames: list[Frame]) -> _Slot:
+        shape = (len(frames), *frames[0].image.shape)
+        if shape not in self._buffers:
+            pin = self.cuda
+            self._buffers[shape] = [
+                _Slot(
+                    frames=[],
+                    host_in=torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
+                    host_out=torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
+                    device_in=torch.empty(shape, dtype=torch.uint8, device=self.device),
+                )
+                for _ in range(self.depth + 1)  # +1: the slot being filled never aliases one in flight
+            ]
+            self._next[shape] = 0
+        i = self._next[shape]
+        self._next[shape] = (i + 1) % len(self._buffers[shape])
+        slot = self._buffers[shape][i]
+        if slot.uploaded is not None:
+            slot.uploaded.synchronize()  # its previous upload has left host_in
+        for k, f in enumerate(frames):
+            slot.host_in[k].numpy()[...] = f.image
+        slot.frames = frames
+        return slot
+
+    def _launch(self, slot: _Slot) -> None:
+        if not self.cuda:
+            slot.host_out.copy_(self.stylizer.stylize_tensor(slot.host_in))
+            return
+        with torch.cuda.stream(self.copy_stream):
+            if slot.computed is not None:
+                self.copy_stream.wait_event(slot.computed)  # the last compute read device_in
+            slot.device_in.copy_(slot.host_in, non_blocking=True)
+            slot.uploaded = torch.cuda.Event()
+            slot.uploaded.record(self.copy_stream)
+        self.compute_stream.wait_event(slot.uploaded)
+        with torch.cuda.stream(self.compute_stream):
+            out = self.stylizer.stylize_tensor(slot.device_in)
+            slot.computed = torch.cuda.Event()
+            slot.computed.record(self.compute_stream)
+        self.copy_stream.wait_event(slot.computed)
+        with torch.cuda.stream(self.copy_stream):
+            out.record_stream(self.copy_stream)  # the allocator must not reuse it before the download
+            slot.host_out.copy_(out, non_blocking=True)
+            slot.downloaded = torch.cuda.Event()
+            slot.downloaded.record(self.copy_stream)
+
+    def _finish(self, slot: _Slot) -> list[Frame]:
+        if slot.downloaded is not None:
+            slot.downloaded.synchronize()
+        out = slot.host_out.numpy()
+        # copies: host_out is reused by a later batch while these frames travel on to the sinks
+        return [f.with_image(np.array(out[k])) for k, f in enumerate(slot.frames)]
