@@ -138,8 +138,11 @@ class MicroAST(StyleModel):
     ) -> torch.Tensor:
         c1, c2 = self.content_encoder(content)
         dt = c2.dtype
-        x1 = blend(adain(c2, stats["mean2"], stats["std2"], content_hook, layer="f2"), c2, alpha)
+        x1 = adain(c2, stats["mean2"], stats["std2"], content_hook, layer="f2")
         x2 = self.decoder.dec1(x1, stats["w2"].to(dt), stats["b2"].to(dt))
-        x3 = blend(adain(x2, stats["mean1"], stats["std1"], content_hook, layer="f1"), x2, alpha)
+        x3 = adain(x2, stats["mean1"], stats["std1"], content_hook, layer="f1")
         x4 = self.decoder.dec2(x3, stats["w1"].to(dt), stats["b1"].to(dt))
-        return self.decoder.dec3(x4).clamp(0, 1)
+        out = self.decoder.dec3(x4).clamp(0, 1)
+        # α in image space: the released decoder was trained at α = 1 only, and the reference code's
+        # feature-level blend saturates to flat colours for 0 < α < 1 (measured on the shared photos).
+        return blend(out, content.to(out.dtype), alpha).clamp(0, 1)
