@@ -172,3 +172,52 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --- `stylize engines build|list|clear` ---------------------------------------------------------
+
+
+def add_engines_parser(subparsers) -> None:
+    p = subparsers.add_parser("engines", help="manage cached TensorRT engines", description=__doc__)
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    b = verbs.add_parser("build", help="build (or find) the engine for a model and resolution")
+    b.add_argument("--model", default="microast")
+    b.add_argument("--weights", metavar="DIR")
+    b.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    b.add_argument("--size", default="1280x720", metavar="WxH", help="resolution to optimize for")
+    b.add_argument("--device", default="cuda")
+    verbs.add_parser("list", help="list cached engines")
+    verbs.add_parser("clear", help="delete every cached engine")
+    for sub in (p, b):
+        sub.add_argument("--cache", metavar="DIR", help=f"engine cache folder (default: {default_root()})")
+    p.set_defaults(func=run_engines)
+
+
+def run_engines(args) -> int:
+    cache = EngineCache(getattr(args, "cache", None))
+    if args.verb == "list":
+        entries = cache.list()
+        for e in entries:
+            s = e.get("settings", {})
+            print(
+                f"{e.get('key', '?')[:16]}  {s.get('gpu_name', '?')}  TRT {s.get('trt_version', '?')}  "
+                f"{s.get('precision', '?')}  max {s.get('max_shape', '?')}  {e.get('size', 0) / 1e6:.1f} MB"
+            )
+        print(f"{len(entries)} engine(s) in {cache.root}")
+        return 0
+    if args.verb == "clear":
+        print(f"removed {cache.clear()} engine(s) from {cache.root}")
+        return 0
+    from engines.runtimes import make_engine
+    from engines.weights import load_model
+
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise StylizeError(f"--size must look like 1280x720, got '{args.size}'") from None
+    model = load_model(args.model, args.weights)
+    engine = make_engine(
+        "tensorrt", model, device=args.device, precision=args.precision, resolution=(h, w), cache=cache
+    )
+    print(f"engine ready: {cache.path_for(engine.settings)}")
+    return 0

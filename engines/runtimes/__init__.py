@@ -35,7 +35,23 @@ def make_engine(
 
         return OnnxRuntimeEngine(model, device=device, precision=precision, **options)
     if backend == "tensorrt":
+        from engines.runtimes import trt_compat
+
+        trt_compat.import_tensorrt()  # the clear "not installed" error before a slow export
+        from engines.export import export_onnx
         from engines.runtimes.tensorrt import TensorRTEngine
 
-        return TensorRTEngine.from_model(model, precision=precision, resolution=resolution, **options)
+        precision = "fp16" if precision == "auto" else precision
+        onnx = export_onnx(model, precision=precision)
+        dev = "cuda" if device in (None, "auto") else device
+        return TensorRTEngine(
+            onnx,
+            model.name,
+            model.multiple,
+            model.stats_names,
+            precision=precision,
+            resolution=resolution or (720, 1280),
+            device=dev,
+            **options,
+        )
     raise StylizeError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
