@@ -1,0 +1,210 @@
+"""One prepared run for a lent GPU machine (H100/H200), sized to about five minutes.
+
+Parts, each in its own subprocess with its own timeout, so a failure or a hang in one loses nothing
+of the others:
+
+1. ``pytest -m "cuda or tensorrt"`` → ``pytest.log``;
+2. per model at 720p and 1080p, torch fp16 with and without CUDA graphs: model-only FPS, a serial
+   loop (frame → Stylizer → uint8 result on the host, synchronous) and Pipeline + GpuStage at depth 1
+   and 2 over the same pre-decoded frames (no decode or encode, so the stage is what is compared)
+   → ``measure.json``, rewritten after every row;
+3. the ``stylize bench`` matrix at 720p and 1080p (model-only and end-to-end through the real
+   pipeline) → ``<machine>.json`` (merged with the committed results of that machine, ready to be
+   committed to benchmarks/results/), and ``fps.png`` drawn with every committed results file.
+
+``device_check.json`` says how each part ended. ``--dry-run`` runs the same parts on the CPU at a
+tiny size, to check the script where there is no GPU. Inputs: weights and the clip from
+``$STYLIZE_SHARED`` (``.device/`` on the GPU machine, see ``device_check.sh``), else ``../shared``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUTS = {"pytest": 80, "measure": 100, "bench": 100}  # seconds; ~5 minutes with start-up
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# --- part 2: the real-time numbers ---------------------------------------------------------------
+
+
+def measure(out: Path, dry_run: bool, models: str | None) -> int:
+    """Model-only, serial-loop and pipeline FPS per model × size × (graph or not); one JSON row each."""
+    import torch
+
+    from benchmarks import bench
+    from engines.stylizer import Stylizer
+    from stream.cli import resize
+    from stream.video_source import VideoFileSource
+
+    cuda = torch.cuda.is_available() and not dry_run
+    device = torch.device("cuda" if cuda else "cpu")
+    sizes = [(1280, 720), (1920, 1080)] if not dry_run else [(128, 72)]
+    variants = ["torch-fp16", "torch-fp16-graph"] if cuda else ["torch-fp32"]
+    n_frames, warmup, repeats = (120, 10, 50) if not dry_run else (4, 1, 2)
+    loaded, notes = bench.load_models(models.split(",") if models else None, None)
+    doc = {"machine": bench.machine_info(device), "notes": notes, "frames": n_frames, "rows": []}
+    path = out / "measure.json"
+    clip = bench.shared_dir() / bench.DEFAULT_CLIP
+    with VideoFileSource(clip) as src:
+        decoded = [f.image for _, f in zip(range(n_frames), src, strict=False)]
+    for name, model in loaded.items():
+        stats = bench.synthetic_style(model)
+        for (w, h), variant in ((s, v) for s in sizes for v in variants):
+            row: dict = {"model": name, "backend": variant, "width": w, "height": h}
+            print(f"measure: {name} {variant} {w}x{h}", flush=True)
+            try:
+                images = [resize(im, (h, w)) for im in decoded]
+                engine = bench.build_engine(model, bench.VARIANTS[variant], device, (w, h))
+                stylizer = Stylizer(engine, stats)
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                row["model_only"] = bench.bench_model(engine, stats, (w, h), warmup, repeats)
+                row["serial_loop"] = bench.serial_fps(stylizer, images)
+                row["pipeline_depth1"] = bench.pipeline_fps(stylizer, images, depth=1)
+                row["pipeline_depth2"] = bench.pipeline_fps(stylizer, images, depth=2)
+                if cuda:
+                    row["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            except Exception as e:  # keep measuring the other rows
+                row["error"] = f"{type(e).__name__}: {e}"[:500]
+            print("measure:", json.dumps(row, default=str), flush=True)
+            doc["rows"].append(row)
+            _write_json(path, doc)
+            engine = stylizer = None
+            if cuda:
+                torch.cuda.empty_cache()
+    _write_json(path, doc)
+    return 1 if any("error" in r for r in doc["rows"]) else 0
+
+
+# --- the orchestrator ------------------------------------------------------------------------------
+
+
+def _run(name: str, cmd: list[str], log: Path | None, env: dict) -> dict:
+    """One part as a subprocess under its timeout; output to ``log`` (and its tail to ours) or ours."""
+    print(f"\n=== {name}: {' '.join(cmd)} (timeout {TIMEOUTS[name]} s)", flush=True)
+    t0 = time.monotonic()
+    result = {"command": " ".join(cmd), "timeout_s": TIMEOUTS[name]}
+    fh = open(log, "w") if log else None
+    try:
+        proc = subprocess.run(
+            cmd, cwd=REPO, env=env, timeout=TIMEOUTS[name], stdout=fh, stderr=fh and subprocess.STDOUT
+        )
+        result["rc"] = proc.returncode
+    except subprocess.TimeoutExpired:
+        result["rc"], result["timed_out"] = None, True
+    except OSError as e:
+        result["rc"], result["error"] = None, str(e)
+    finally:
+        if fh:
+            fh.close()
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    if log and log.exists():
+        print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:]), flush=True)
+    print(f"=== {name}: {result}", flush=True)
+    return result
+
+
+def orchestrate(out: Path, dry_run: bool, models: str | None) -> int:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    py = sys.executable
+    summary: dict = {"started": _now(), "dry_run": dry_run, "parts": {}}
+    model_args = ["--models", models] if models else []
+
+    pytest = [py, "-m", "pytest", "-m", "cuda or tensorrt", "-q", "-rs", "-p", "no:cacheprovider"]
+    if importlib.util.find_spec("pytest_timeout"):
+        pytest.append("--timeout=60")
+    summary["parts"]["pytest"] = _run("pytest", pytest, out / "pytest.log", env)
+
+    me = [py, "-m", "benchmarks.device_check", "--part", "measure", "--out", str(out), *model_args]
+    summary["parts"]["measure"] = _run("measure", me + (["--dry-run"] if dry_run else []), None, env)
+
+    # The matrix merges into a copy of the committed results, so the plot shows every device and the
+    # returned <machine>.json can be committed as is.
+    with tempfile.TemporaryDirectory(prefix="bench-results-") as tmp:
+        for f in (REPO / "benchmarks" / "results").glob("*.json"):
+            shutil.copy2(f, tmp)
+        before = {p.name: p.stat().st_mtime for p in Path(tmp).glob("*.json")}
+        sizes = [
+            "--sizes",
+            "64x64",
+            "--device",
+            "cpu",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--e2e-frames",
+            "3",
+        ]
+        if not dry_run:
+            sizes = ["--sizes", "720p,1080p", "--repeats", "50", "--warmup", "10", "--e2e-frames", "96"]
+        cmd = [
+            py,
+            "-m",
+            "stream.cli",
+            "bench",
+            *sizes,
+            *model_args,
+            "--out",
+            tmp,
+            "--results-dir",
+            tmp,
+            "--plot",
+            str(out / "fps.png"),
+            "--quiet",
+        ]
+        summary["parts"]["bench"] = _run("bench", cmd, None, env)
+        for p in Path(tmp).glob("*.json"):
+            if before.get(p.name) != p.stat().st_mtime:
+                shutil.copy2(p, out / p.name)
+                summary["parts"]["bench"]["results_file"] = p.name
+    summary["finished"] = _now()
+    _write_json(out / "device_check.json", summary)
+    print(json.dumps(summary, indent=1), flush=True)
+    return 0 if all(p.get("rc") == 0 for p in summary["parts"].values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "device_out"), help="output folder")
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: check the script without a GPU")
+    p.add_argument("--models", help="comma-separated (default: every model whose weights resolve)")
+    p.add_argument("--part", choices=("measure",), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if str(REPO) not in sys.path:  # run as a file: make the project importable
+        sys.path.insert(0, str(REPO))
+    if args.part == "measure":
+        return measure(out, args.dry_run, args.models)
+    return orchestrate(out, args.dry_run, args.models)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
