@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata, util
@@ -115,18 +115,6 @@ class Cell:
     @property
     def label(self) -> str:
         return f"{self.model} · {self.variant.name} · {self.width}x{self.height} ({self.kind})"
-
-    @property
-    def key(self) -> tuple:
-        return row_key(
-            {
-                "kind": self.kind,
-                "model": self.model,
-                "backend": self.variant.name,
-                "width": self.width,
-                "height": self.height,
-            }
-        )
 
 
 def row_key(row: dict) -> tuple:
@@ -547,16 +535,18 @@ def _is_oom(e: BaseException) -> bool:
 def run_matrix(
     models: dict,
     variants: Sequence[Variant],
-    sizes,
-    device,
+    sizes: Sequence[tuple[int, int]],
+    device: torch.device,
     settings: dict,
-    peak,
-    video,
+    peak: dict,
+    video: dict | None,
     progress: bool = True,
+    on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Every cell once, in an order that reuses one engine per model × variant (TensorRT: × size).
 
     A failing cell becomes a row with status "skipped" (out of memory) or "error"; the rest still run.
+    ``on_row`` gets the rows so far after each cell (to save them: a killed run keeps what it measured).
     """
     from tqdm import tqdm
 
@@ -569,12 +559,13 @@ def run_matrix(
         if video is not None:
             native = (video["width"], video["height"])
             cells += [Cell("e2e", name, variant, w, h) for w, h in e2e_sizes(native, sizes)]
+    styles = {name: synthetic_style(model) for name, model in models.items()}
     rows: list[dict] = []
-    engine, engine_key, stats = None, None, {}
+    engine, engine_key = None, None
     bar = tqdm(cells, unit="cell", dynamic_ncols=True, disable=not progress)
     for cell in bar:
         bar.set_description(cell.label)
-        model, size = models[cell.model], (cell.width, cell.height)
+        model, stats, size = models[cell.model], styles[cell.model], (cell.width, cell.height)
         row = {
             "kind": cell.kind,
             "model": cell.model,
@@ -590,7 +581,7 @@ def run_matrix(
                 engine = engine_key = None
                 _free(device)
                 engine = build_engine(model, cell.variant, device, size)
-                engine_key, stats = key, synthetic_style(model)
+                engine_key = key
             row.update(device=str(engine.device), precision=engine.precision)
             if cell.kind == "model":
                 row.update(bench_model(engine, stats, size, settings["warmup"], settings["repeats"]))
@@ -608,6 +599,8 @@ def run_matrix(
             engine = engine_key = None  # a failed engine (half-captured graph, OOM) is not reused
             bar.write(f"bench: {cell.label}: {row['status']}: {row['note']}")
         rows.append(row)
+        if on_row:
+            on_row(rows)
     bar.close()
     engine = None
     _free(device)
@@ -801,7 +794,7 @@ def _measure(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
-    if cuda:
+    if cuda and device.index is not None:
         torch.cuda.set_device(device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -843,19 +836,15 @@ def _measure(args: argparse.Namespace) -> int:
 
     machine = machine_info(device)
     peak = device_peak(device, cpu_info(), args.peak_tflops)
-    rows = run_matrix(models, variants, sizes, device, settings, peak, video, progress=not args.quiet)
     out = Path(args.out or RESULTS_DIR)
     if out.is_dir():
         out /= f"{machine['id']}.json"
-    doc = {
-        "schema": SCHEMA,
-        "machine": machine,
-        "peak": peak,
-        "settings": settings,
-        "notes": notes,
-        "results": rows,
-    }
-    write_results(out, doc)
+    doc = {"schema": SCHEMA, "machine": machine, "peak": peak, "settings": settings, "notes": notes}
+
+    def save(rows: list[dict]) -> None:
+        write_results(out, {**doc, "results": rows})
+
+    rows = run_matrix(models, variants, sizes, device, settings, peak, video, not args.quiet, save)
     print(summary(rows))
     print(f"{out}: {len(rows)} rows ({machine['id']})")
     return 1 if any(r["status"] == "error" for r in rows) else 0

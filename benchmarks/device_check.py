@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TIMEOUTS = {"pytest": 80, "measure": 100, "bench": 100}  # seconds; ~5 minutes with start-up
+TIMEOUTS = {"pytest": 70, "measure": 90, "bench": 130, "plot": 30}  # seconds: ~5 minutes in all
 
 
 def _now() -> str:
@@ -69,13 +70,13 @@ def measure(out: Path, dry_run: bool, models: str | None) -> int:
     clip = bench.shared_dir() / bench.DEFAULT_CLIP
     with VideoFileSource(clip) as src:
         decoded = [f.image for _, f in zip(range(n_frames), src, strict=False)]
-    for name, model in loaded.items():
+    for (w, h), (name, model) in itertools.product(sizes, loaded.items()):
+        images = [resize(im, (h, w)) for im in decoded]
         stats = bench.synthetic_style(model)
-        for (w, h), variant in ((s, v) for s in sizes for v in variants):
+        for variant in variants:
             row: dict = {"model": name, "backend": variant, "width": w, "height": h}
             print(f"measure: {name} {variant} {w}x{h}", flush=True)
             try:
-                images = [resize(im, (h, w)) for im in decoded]
                 engine = bench.build_engine(model, bench.VARIANTS[variant], device, (w, h))
                 stylizer = Stylizer(engine, stats)
                 if cuda:
@@ -127,67 +128,52 @@ def _run(name: str, cmd: list[str], log: Path | None, env: dict) -> dict:
 
 
 def orchestrate(out: Path, dry_run: bool, models: str | None) -> int:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    env["PYTHONUNBUFFERED"] = "1"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     py = sys.executable
     summary: dict = {"started": _now(), "dry_run": dry_run, "parts": {}}
     model_args = ["--models", models] if models else []
+    parts = summary["parts"]
 
     pytest = [py, "-m", "pytest", "-m", "cuda or tensorrt", "-q", "-rs", "-p", "no:cacheprovider"]
     if importlib.util.find_spec("pytest_timeout"):
         pytest.append("--timeout=60")
-    summary["parts"]["pytest"] = _run("pytest", pytest, out / "pytest.log", env)
+    parts["pytest"] = _run("pytest", pytest, out / "pytest.log", env)
 
-    me = [py, "-m", "benchmarks.device_check", "--part", "measure", "--out", str(out), *model_args]
-    summary["parts"]["measure"] = _run("measure", me + (["--dry-run"] if dry_run else []), None, env)
+    measure_cmd = [py, "-m", "benchmarks.device_check", "--part", "measure", "--out", str(out), *model_args]
+    parts["measure"] = _run("measure", measure_cmd + (["--dry-run"] if dry_run else []), None, env)
 
-    # The matrix merges into a copy of the committed results, so the plot shows every device and the
-    # returned <machine>.json can be committed as is.
+    # The matrix merges into a copy of the committed results, so the chart shows every device and the
+    # returned <machine>.json can be committed as is. It saves after every cell, so a timeout keeps rows.
     with tempfile.TemporaryDirectory(prefix="bench-results-") as tmp:
         for f in (REPO / "benchmarks" / "results").glob("*.json"):
             shutil.copy2(f, tmp)
         before = {p.name: p.stat().st_mtime for p in Path(tmp).glob("*.json")}
-        sizes = [
-            "--sizes",
-            "64x64",
-            "--device",
-            "cpu",
-            "--repeats",
-            "2",
-            "--warmup",
-            "1",
-            "--e2e-frames",
-            "3",
-        ]
-        if not dry_run:
-            sizes = ["--sizes", "720p,1080p", "--repeats", "50", "--warmup", "10", "--e2e-frames", "96"]
-        cmd = [
+        matrix = "--sizes 720p,1080p --repeats 50 --warmup 10 --e2e-frames 96"
+        if dry_run:
+            matrix = "--sizes 64x64 --device cpu --repeats 2 --warmup 1 --e2e-frames 3"
+        bench = [py, "-m", "stream.cli", "bench", *matrix.split(), *model_args, "--out", tmp, "--quiet"]
+        parts["bench"] = _run("bench", bench, None, env)
+        plot = [
             py,
             "-m",
             "stream.cli",
             "bench",
-            *sizes,
-            *model_args,
-            "--out",
-            tmp,
+            "--no-run",
             "--results-dir",
             tmp,
             "--plot",
             str(out / "fps.png"),
-            "--quiet",
         ]
-        summary["parts"]["bench"] = _run("bench", cmd, None, env)
+        parts["plot"] = _run("plot", plot, None, env)
         for p in Path(tmp).glob("*.json"):
             if before.get(p.name) != p.stat().st_mtime:
                 shutil.copy2(p, out / p.name)
-                summary["parts"]["bench"]["results_file"] = p.name
+                parts["bench"]["results_file"] = p.name
     summary["finished"] = _now()
     _write_json(out / "device_check.json", summary)
     print(json.dumps(summary, indent=1), flush=True)
-    return 0 if all(p.get("rc") == 0 for p in summary["parts"].values()) else 1
+    return 0 if all(p.get("rc") == 0 for p in parts.values()) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
