@@ -8,9 +8,11 @@ always start their own Xvfb, even on a desktop, so no window pops up on a develo
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -33,6 +35,12 @@ DEADLINE = 10.0
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11/Xvfb tests are Linux-only")
 
 
+def _die_with_parent() -> None:
+    """Xvfb gets SIGTERM when pytest dies, even if killed before teardown (no orphaned X servers)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @pytest.fixture(scope="module")
 def x_display() -> Iterator[str]:
     """A private Xvfb display, set as DISPLAY for the module's tests."""
@@ -43,6 +51,7 @@ def x_display() -> Iterator[str]:
         [xvfb, "-displayfd", "1", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
     )
     ready, _, _ = select.select([proc.stdout], [], [], DEADLINE)
     number = proc.stdout.readline().decode().strip() if ready else ""
