@@ -30,6 +30,6 @@ fi
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || true
     python3 -c 'import sys, torch, av; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
         "gpu", torch.cuda.is_available() and torch.cuda.get_device_name(), "av", av.__version__)' 2>&1
-    timeout 330 python3 benchmarks/device_check.py --out "$OUT" "$@" 2>&1
+    timeout 360 python3 benchmarks/device_check.py --out "$OUT" "$@" 2>&1
     echo "=== device_check.py exit code $?"
 } | tee "$OUT/device_check.log"
