@@ -37,7 +37,8 @@ def adain(
     """Re-normalize ``content`` to the style's per-channel statistics.
 
     ``style_mean``/``style_std`` are N×C×1×1 (or 1×C×1×1, broadcast over the batch).
-    ``content_hook`` may replace the content statistics (the flicker smoother does).
+    ``content_hook`` may replace the content statistics; if it also has a ``features(layer, t)``
+    method, that sees the result (the flicker smoother averages it over time).
     The result has the dtype of ``content``; the arithmetic is float32.
     """
     if style_mean.shape[-3] != content.shape[1] or style_std.shape[-3] != content.shape[1]:
@@ -48,7 +49,9 @@ def adain(
     if content_hook is not None:
         c_mean, c_std = content_hook(layer, c_mean, c_std)
     normalized = (content.float() - c_mean) / c_std
-    return (normalized * style_std.float() + style_mean.float()).to(content.dtype)
+    out = (normalized * style_std.float() + style_mean.float()).to(content.dtype)
+    smooth_features = getattr(content_hook, "features", None)
+    return out if smooth_features is None else smooth_features(layer, out)
 
 
 def blend(stylized: torch.Tensor, content: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
