@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
             preserve_color=args.preserve_color,
             smoothing=args.smooth,
         )
+        stylizer.size = (h, w)
         process = LiveProcess(stylizer, styles, controls, depth=args.depth)
-        resize = _Resize(process, (h, w))
         print(
             f"camera {args.camera}: {camera.width}x{camera.height} @ {camera.fps or '?'} fps; "
             f"stylizing {w}x{h} with {engines_label(engine)}"
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         for s in sinks:
             s.close()
         raise
-    pipeline = Pipeline(camera, resize, sinks, policy="live")
+    pipeline = Pipeline(camera, process, sinks, policy="live")
     if args.seconds:
         threading.Timer(args.seconds, pipeline.stop).start()
     stats = pipeline.run()
@@ -144,21 +144,6 @@ def run(args: argparse.Namespace) -> int:
 
 def engines_label(engine) -> str:
     return f"{engine.model_name} ({engine.backend} {engine.precision}, {engine.device})"
-
-
-class _Resize:
-    """Scales camera frames to the processing size before the live stage (a no-op when they match)."""
-
-    def __init__(self, process, size: tuple[int, int]):
-        from stream.cli import resize
-
-        self.process, self.size, self._resize = process, size, resize
-
-    def __call__(self, frames):
-        return self.process([f.with_image(self._resize(f.image, self.size)) for f in frames])
-
-    def flush(self):
-        return self.process.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

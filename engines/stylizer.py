@@ -62,22 +62,35 @@ class Stylizer:
     """Applies a style to uint8 BGR frames with any :class:`Engine`.
 
     ``stats``, ``alpha`` and ``preserve_color`` are plain attributes so live controls can change them
-    between frames; switching styles is just assigning other cached statistics.
+    between frames; switching styles is just assigning other cached statistics. ``size`` (height,
+    width), when set, is the processing and output size: frames are scaled to it on the device.
     """
 
-    def __init__(self, engine: Engine, stats: StyleStats, alpha: float = 1.0, preserve_color: bool = False):
+    def __init__(
+        self,
+        engine: Engine,
+        stats: StyleStats,
+        alpha: float = 1.0,
+        preserve_color: bool = False,
+        size: tuple[int, int] | None = None,
+    ):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.engine = engine
         self.stats = stats
         self.alpha = alpha
         self.preserve_color = preserve_color
+        self.size = size
 
     @torch.inference_mode()
     def stylize_tensor(self, frames: torch.Tensor) -> torch.Tensor:
         """N×H×W×3 uint8 BGR on the engine's device → the same layout, stylized."""
-        h, w = frames.shape[1:3]
         content = bgr_u8_to_rgb(frames)
+        if self.size is not None and tuple(content.shape[-2:]) != tuple(self.size):
+            content = F.interpolate(
+                content, size=self.size, mode="bilinear", antialias=True, align_corners=False
+            )
+        h, w = content.shape[-2:]
         out = self.engine.run(pad_to_multiple(content, self.engine.multiple), self.stats, self.alpha)
         out = out[..., :h, :w]
         if self.preserve_color:

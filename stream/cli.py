@@ -13,9 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from engines.errors import StylizeError
 
 log = logging.getLogger("stylize")
@@ -152,14 +149,6 @@ def build_stylizer(args: argparse.Namespace, resolution: tuple[int, int] | None 
     return Stylizer(engine, style.stats, alpha=args.alpha, preserve_color=args.preserve_color), styles, engine
 
 
-def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    if image.shape[:2] == (h, w):
-        return image
-    interp = cv2.INTER_AREA if h * w < image.shape[0] * image.shape[1] else cv2.INTER_LINEAR
-    return cv2.resize(image, (w, h), interpolation=interp)
-
-
 # --- stylize image ------------------------------------------------------------------------------
 
 
@@ -186,7 +175,7 @@ def run_image(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     for src, dst in zip(contents, targets, strict=True):
         image = read_image(src)
-        image = resize(image, target_size(*image.shape[:2], args.size, args.max_side))
+        stylizer.size = target_size(*image.shape[:2], args.size, args.max_side)
         (result,) = stylizer([image])
         write_image(dst, result, overwrite=args.overwrite)
         print(dst)
@@ -210,6 +199,7 @@ class _FirstFrames:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from stream.gpu_stage import GpuStage
     from stream.pipeline import Pipeline
     from stream.progress import ProgressSink
     from stream.video_sink import VideoFileSink, check_target
@@ -237,10 +227,8 @@ def run_convert(args: argparse.Namespace) -> int:
     source = VideoFileSource(args.input)
     frames = _FirstFrames(source, limit) if limit else source
 
-    def process(batch):
-        results = stylizer([resize(f.image, (h, w)) for f in batch])
-        return [f.with_image(r) for f, r in zip(batch, results, strict=True)]
-
+    stylizer.size = (h, w)
+    process = GpuStage(stylizer, depth=2 if engine.device.type == "cuda" else 1)
     progress = ProgressSink(total, desc=Path(args.output).name)
     try:
         stats = Pipeline(frames, process, [sink, progress], policy="file", batch_size=args.batch).run()

@@ -26,8 +26,8 @@ from stream.frames import Frame
 class _Slot:
     frames: list[Frame]
     host_in: torch.Tensor  # pinned on CUDA
-    host_out: torch.Tensor
     device_in: torch.Tensor
+    host_out: torch.Tensor | None = None  # pinned; shaped by the first result (the stylizer may resize)
     uploaded: object = None  # torch.cuda.Event, on CUDA
     computed: object = None
     downloaded: object = None
@@ -79,7 +79,6 @@ class GpuStage:
                 _Slot(
                     frames=[],
                     host_in=torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
-                    host_out=torch.empty(shape, dtype=torch.uint8, pin_memory=pin),
                     device_in=torch.empty(shape, dtype=torch.uint8, device=self.device),
                 )
                 for _ in range(self.depth + 1)  # +1: the slot being filled never aliases one in flight
@@ -97,7 +96,7 @@ class GpuStage:
 
     def _launch(self, slot: _Slot) -> None:
         if not self.cuda:
-            slot.host_out.copy_(self.stylizer.stylize_tensor(slot.host_in))
+            slot.host_out = self.stylizer.stylize_tensor(slot.host_in)
             return
         with torch.cuda.stream(self.copy_stream):
             if slot.computed is not None:
@@ -113,6 +112,8 @@ class GpuStage:
         self.copy_stream.wait_event(slot.computed)
         with torch.cuda.stream(self.copy_stream):
             out.record_stream(self.copy_stream)  # the allocator must not reuse it before the download
+            if slot.host_out is None or slot.host_out.shape != out.shape:
+                slot.host_out = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
             slot.host_out.copy_(out, non_blocking=True)
             slot.downloaded = torch.cuda.Event()
             slot.downloaded.record(self.copy_stream)

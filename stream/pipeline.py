@@ -30,7 +30,8 @@ from stream.frames import Frame, Sink, Source
 log = logging.getLogger(__name__)
 
 #: The processing stage: stylize a batch of frames (in capture order), return the results in order.
-#: Usually one output per input, but returning fewer (or none) is allowed.
+#: Usually one output per input, but returning fewer (or none) is allowed; a stage that keeps frames
+#: in flight (:class:`stream.gpu_stage.GpuStage`) has a ``flush()`` that returns them at the end.
 Process = Callable[[list[Frame]], list[Frame]]
 Policy = Literal["file", "live"]
 
@@ -208,7 +209,7 @@ class Pipeline:
             while True:
                 item = self._decoded.get()
                 if item is _END:
-                    self._processed.put(_END)
+                    self._end_process()
                     return
                 batch = [item]
                 ended = False
@@ -224,10 +225,19 @@ class Pipeline:
                     if not self._processed.put(result):
                         return
                 if ended:
-                    self._processed.put(_END)
+                    self._end_process()
                     return
         except BaseException as e:
             self._fail("process", e)
+
+    def _end_process(self) -> None:
+        """At the end of the stream, collect what a pipelined ``process`` still holds (``flush()``)."""
+        flush = getattr(self.process, "flush", None)
+        if flush is not None and not self._stopped.is_set():
+            for result in flush():
+                if not self._processed.put(result):
+                    return
+        self._processed.put(_END)
 
     def _output(self) -> None:
         sink: Sink | None = None

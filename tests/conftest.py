@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+#: ``../shared`` next to the repository; STYLIZE_SHARED points elsewhere (the GPU machine's copy).
+SHARED = Path(os.environ.get("STYLIZE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """``../shared`` (weights and media that cannot be downloaded here); skips when absent."""
     if not (SHARED / "weights").is_dir() or not (SHARED / "media").is_dir():
-        pytest.skip("../shared (weights and media) is not present next to the repository")
+        pytest.skip(f"{SHARED} (weights and media) is not present")
     return SHARED
 
 

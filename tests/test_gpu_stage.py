@@ -13,6 +13,7 @@ from stream.controls import LiveControls
 from stream.frames import Frame
 from stream.gpu_stage import GpuStage
 from stream.live import LiveProcess
+from stream.pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,30 @@ def test_stage_output_equals_the_serial_loop_bit_exactly(model, styles, frames, 
     assert [f.pts for f in out] == [f.pts for f in frames]
     for a, b in zip(out, expected, strict=True):
         assert np.array_equal(a.image, b)
+
+
+class ListSink:
+    def __init__(self):
+        self.frames, self.closed = [], 0
+
+    def write(self, frame):
+        self.frames.append(frame)
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_pipeline_with_the_stage_equals_the_serial_loop(model, styles, frames, depth):
+    """Real threads: capture → double-buffered stage → sink, flushed at the end; nothing lost or reordered."""
+    stylizer = Stylizer(make_engine("torch", model, device="cpu"), styles[1].stats, size=(40, 56))
+    expected = serial(stylizer, frames)
+    sink = ListSink()
+    stats = Pipeline(list(frames), GpuStage(stylizer, depth=depth), [sink], policy="file").run()
+    assert stats.frames_out == len(frames) and sink.closed == 1
+    assert [f.index for f in sink.frames] == list(range(len(frames)))
+    for got, want in zip(sink.frames, expected, strict=True):
+        assert got.image.shape == (40, 56, 3) and np.array_equal(got.image, want)
 
 
 def test_stage_buffers_are_not_shared_with_results(model, styles, frames):
