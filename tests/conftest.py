@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2  # noqa: F401  before any test module imports av (see stream/__init__.py)
 import pytest
 import torch
 
