@@ -411,36 +411,26 @@ def bench_model(engine, stats: dict, size: tuple[int, int], warmup: int, repeats
 
 
 class _VideoFrames:
-    """The first ``count`` frames of a video, resized to (width, height) in the capture thread."""
+    """The first ``count`` frames of a video (the Stylizer scales them on the device, as in the CLI)."""
 
-    def __init__(self, path: Path, count: int, size: tuple[int, int]):
+    def __init__(self, path: Path, count: int):
         from stream.video_source import VideoFileSource
 
         self.source = VideoFileSource(path)
-        self.count, self.size = count, size
+        self.count = count
 
     def __iter__(self) -> Iterator:
-        from stream.cli import resize
-
-        w, h = self.size
-        for frame in itertools.islice(iter(self.source), self.count):
-            yield frame.with_image(resize(frame.image, (h, w)))
+        return itertools.islice(iter(self.source), self.count)
 
     def close(self) -> None:
         self.source.close()
 
 
 def make_process(stylizer, depth: int = 2):
-    """GpuStage on CUDA (double-buffered); the CLI's plain per-batch call on the CPU."""
-    if stylizer.engine.device.type == "cuda":
-        from stream.gpu_stage import GpuStage
+    """The CLI's stage: GpuStage, double-buffered on CUDA, synchronous (depth 1) on the CPU."""
+    from stream.gpu_stage import GpuStage
 
-        return GpuStage(stylizer, depth=depth)
-
-    def process(batch):
-        return [f.with_image(r) for f, r in zip(batch, stylizer([f.image for f in batch]), strict=True)]
-
-    return process
+    return GpuStage(stylizer, depth=depth if stylizer.engine.device.type == "cuda" else 1)
 
 
 def bench_e2e(stylizer, video: dict, size: tuple[int, int], frames: int, codec: str) -> dict:
@@ -449,7 +439,8 @@ def bench_e2e(stylizer, video: dict, size: tuple[int, int], frames: int, codec: 
     from stream.video_sink import VideoFileSink
 
     w, h = size
-    stylizer([np.zeros((h, w, 3), np.uint8)])  # first-frame costs (cuDNN choice, graph capture) excluded
+    stylizer.size = (h, w)
+    stylizer([np.zeros((video["height"], video["width"], 3), np.uint8)])  # first-frame costs excluded
     with tempfile.TemporaryDirectory(prefix="stylize-bench-") as tmp:
         sink = VideoFileSink(
             Path(tmp) / "out.mp4",
@@ -460,7 +451,7 @@ def bench_e2e(stylizer, video: dict, size: tuple[int, int], frames: int, codec: 
             codec=codec,
             crf=18,
         )
-        pipeline = Pipeline(_VideoFrames(video["path"], frames, size), make_process(stylizer), [sink])
+        pipeline = Pipeline(_VideoFrames(video["path"], frames), make_process(stylizer), [sink])
         t0 = time.perf_counter()
         stats = pipeline.run()
         seconds = time.perf_counter() - t0

@@ -52,11 +52,11 @@ def _write_json(path: Path, doc: dict) -> None:
 
 def measure(out: Path, dry_run: bool, models: str | None) -> int:
     """Model-only, serial-loop and pipeline FPS per model × size × (graph or not); one JSON row each."""
+    import cv2
     import torch
 
     from benchmarks import bench
     from engines.stylizer import Stylizer
-    from stream.cli import resize
     from stream.video_source import VideoFileSource
 
     cuda = torch.cuda.is_available() and not dry_run
@@ -71,7 +71,7 @@ def measure(out: Path, dry_run: bool, models: str | None) -> int:
     with VideoFileSource(clip) as src:
         decoded = [f.image for _, f in zip(range(n_frames), src, strict=False)]
     for (w, h), (name, model) in itertools.product(sizes, loaded.items()):
-        images = [resize(im, (h, w)) for im in decoded]
+        images = [cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) for im in decoded]
         stats = bench.synthetic_style(model)
         for variant in variants:
             row: dict = {"model": name, "backend": variant, "width": w, "height": h}
