@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +22,7 @@ from typing import Any
 import platformdirs
 from filelock import FileLock, Timeout
 
+from engines.atomic import write_atomic
 from engines.errors import StylizeError
 
 Shape = tuple[int, ...]
@@ -128,7 +127,7 @@ class EngineCache:
 
     def _store(self, settings: EngineSettings, data: bytes) -> None:
         """Engine first, sidecar last: a reader never sees a sidecar vouching for a partial engine."""
-        _atomic_write(self.path_for(settings), data)
+        write_atomic(self.path_for(settings), data)
         meta = {
             "key": settings.key(),
             "settings": settings.to_dict(),
@@ -136,7 +135,7 @@ class EngineCache:
             "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-        _atomic_write(self.sidecar_for(settings), json.dumps(meta, indent=2).encode())
+        write_atomic(self.sidecar_for(settings), json.dumps(meta, indent=2).encode())
 
     def list(self) -> list[dict[str, Any]]:
         """Sidecar contents of every cached engine, oldest first (unreadable sidecars skipped)."""
@@ -158,20 +157,6 @@ class EngineCache:
                 path.unlink(missing_ok=True)
                 removed += path.suffix == ".engine"
         return removed
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, then ``os.replace``: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- `stylize engines build|list|clear` ---------------------------------------------------------

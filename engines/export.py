@@ -25,7 +25,6 @@ import copy
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from engines.atomic import write_atomic
 from engines.errors import StylizeError
 from engines.models.base import StyleModel
 
@@ -156,7 +156,11 @@ def export_onnx(
         ) from e
     data = proto.SerializeToString()
     if path is not None:
-        write_atomic(Path(path), data)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+        except OSError as e:
+            raise StylizeError(f"cannot write {path}: {e}") from None
     return data
 
 
@@ -168,23 +172,6 @@ def _default_trace_side(multiple: int) -> int:
 def onnx_sha256(data: bytes) -> str:
     """Hex sha256 of an exported graph: identifies it in engine caches and logs."""
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise StylizeError(f"cannot write {path}: {e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:

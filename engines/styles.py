@@ -7,8 +7,7 @@ and weights fingerprint, style size), so a second run encodes no style it has al
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import platformdirs
 import torch
 
 from engines.adain import mix_stats
+from engines.atomic import write_atomic
 from engines.models.base import StyleModel, StyleStats
 
 APP_NAME = "adain-stream"
@@ -122,12 +122,11 @@ class StyleBank:
         path = self._path(key)
         if path is None:
             return
+        buffer = io.BytesIO()
+        torch.save(stats, buffer)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=path.parent)
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(stats, fh)
-            os.replace(tmp, path)
+            write_atomic(path, buffer.getvalue())
         except OSError:
             pass  # an unwritable cache only costs a re-encode next run
 

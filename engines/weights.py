@@ -250,4 +250,3 @@ def load_model(
         h.update(f"{p.name}:{sha256_file(p)}".encode())
     model.fingerprint = h.hexdigest()[:16]
     return model.requires_grad_(False)
-

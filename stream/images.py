@@ -12,14 +12,13 @@ non-ASCII characters work on every platform. Normalization:
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from engines.atomic import write_atomic
 from engines.errors import StylizeError
 
 IMAGE_SUFFIXES = frozenset(".jpg .jpeg .jpe .png .bmp .dib .webp .tif .tiff .pbm .pgm .ppm .pnm".split())
@@ -90,14 +89,10 @@ def write_image(path: str | Path, bgr: np.ndarray, overwrite: bool = False) -> N
         ok = False
     if not ok:
         raise StylizeError(f"cannot write images as '{path.suffix}' ({path.name}); use .png or .jpg")
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
     try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
+        write_atomic(path, encoded.tobytes())
     except OSError as e:
         raise StylizeError(f"cannot write {path}: {e.strerror}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def list_images(path_or_dir: str | Path) -> list[Path]:
