@@ -27,3 +27,23 @@ class Engine(Protocol):
     multiple: int
 
     def run(self, content: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor: ...
+
+
+class DeviceStats:
+    """A style's statistics as contiguous float32 tensors on a device, converted once per style.
+
+    Engines call this every frame; only a different stats dict (another style, a new mix) costs a
+    copy. Styles are never mutated in place (:class:`engines.styles.Style` is frozen, mixing makes a
+    new dict), so identity is the right test; the source dict is held so its id cannot be reused.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._source: StyleStats | None = None
+        self._converted: StyleStats = {}
+
+    def __call__(self, stats: StyleStats) -> StyleStats:
+        if stats is not self._source:
+            self._converted = {k: v.to(self.device, torch.float32).contiguous() for k, v in stats.items()}
+            self._source = stats
+        return self._converted

@@ -18,6 +18,7 @@ import torch
 from engines.errors import StylizeError
 from engines.export import INPUT_ALPHA, INPUT_CONTENT, OUTPUT, export_onnx, import_onnx
 from engines.models.base import StyleModel, StyleStats
+from engines.runtimes.base import DeviceStats
 from engines.runtimes.torch_rt import resolve_device, resolve_precision
 
 _ORT_TYPES = {"tensor(float)": "fp32", "tensor(float16)": "fp16"}
@@ -134,8 +135,7 @@ class OnnxRuntimeEngine:
                 "onnxruntime fell back to the CPU (CUDA or cuDNN libraries not found?); "
                 "check the onnxruntime-gpu install or use --device cpu"
             )
-        self._stats_src: StyleStats | None = None  # held, so identity stays meaningful
-        self._stats: dict[str, torch.Tensor] = {}
+        self._device_stats = DeviceStats(self.device)
         self._alpha_value: float | None = None
         self._alpha = torch.ones(1)
 
@@ -160,13 +160,6 @@ class OnnxRuntimeEngine:
         found = _ORT_TYPES.get(inputs[0].type, inputs[0].type)
         if found != self.precision:
             raise StylizeError(f"ONNX graph{where} is {found}, but precision {self.precision} was asked for")
-
-    def _device_stats(self, stats: StyleStats) -> dict[str, torch.Tensor]:
-        """Stats as contiguous float32 on the device, converted once per style rather than per frame."""
-        if stats is not self._stats_src:
-            self._stats = {k: stats[k].to(self.device, torch.float32).contiguous() for k in self.stats_names}
-            self._stats_src = stats
-        return self._stats
 
     @torch.inference_mode()
     def run(self, content: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor:

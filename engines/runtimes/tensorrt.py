@@ -22,6 +22,7 @@ from engines.engine_cache import EngineCache, EngineSettings, Shape
 from engines.errors import StylizeError
 from engines.models.base import StyleStats
 from engines.runtimes import trt_compat
+from engines.runtimes.base import DeviceStats
 
 CONTENT, ALPHA, OUTPUT = "content", "alpha", "stylized"
 PRECISIONS = ("fp32", "fp16")
@@ -230,6 +231,7 @@ class TensorRTEngine:
             )
         self._inspect_io(trt)
         self._slots: dict[int, _Slot] = {}
+        self._device_stats = DeviceStats(self.device)
         self._lock = threading.Lock()
 
     def _inspect_io(self, trt: Any) -> None:
@@ -280,10 +282,11 @@ class TensorRTEngine:
         """Stylize ``content`` on the current CUDA stream; returns a new float32 tensor (no sync)."""
         self._check_content(content)
         tensors = {CONTENT: content.to(self._dtypes[CONTENT]).contiguous()}
+        on_device = self._device_stats(stats)
         for name in self.stats_names:
-            if name not in stats:
+            if name not in on_device:
                 raise StylizeError(f"style statistics lack '{name}' needed by '{self.model_name}'")
-            t = stats[name].to(self.device, self._dtypes[name]).contiguous()
+            t = on_device[name].to(self._dtypes[name])  # a no-op for our exports' float32 inputs
             if not _fits(tuple(t.shape), self._shapes[name]):
                 raise StylizeError(
                     f"style statistic '{name}' has shape {tuple(t.shape)}, "

@@ -8,6 +8,7 @@ import torch
 
 from engines.errors import StylizeError
 from engines.models.base import ContentStatsHook, StyleModel, StyleStats
+from engines.runtimes.base import DeviceStats
 
 PRECISIONS = ("auto", "fp32", "fp16")
 
@@ -67,30 +68,23 @@ class TorchEngine:
             raise StylizeError("CUDA graphs need a CUDA device")
         self.cuda_graph = cuda_graph
         self._graphs: dict[tuple, _Graph] = {}
-        self._stats_src: StyleStats | None = None  # held, so identity stays meaningful
-        self._stats: StyleStats = {}
-
-    def _device_stats(self, stats: StyleStats) -> StyleStats:
-        """Stats on the device, copied once per style rather than once per frame."""
-        if stats is not self._stats_src:
-            self._stats = {k: v.to(self.device, torch.float32) for k, v in stats.items()}
-            self._stats_src = stats
-        return self._stats
+        self._device_stats = DeviceStats(self.device)
 
     @torch.inference_mode()
     def run(self, content: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor:
         x = content.to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        stats = self._device_stats(stats)
         if self.cuda_graph and self.content_hook is None:  # the hook keeps Python state: not capturable
-            return self._graph_for(x).replay(x, self._device_stats(stats), alpha)
-        out = self.model.stylize(x, self._device_stats(stats), alpha, self.content_hook)
+            return self._graph_for(x, stats).replay(x, stats, alpha)
+        out = self.model.stylize(x, stats, alpha, self.content_hook)
         return out.float()
 
-    def _graph_for(self, x: torch.Tensor) -> _Graph:
+    def _graph_for(self, x: torch.Tensor, stats: StyleStats) -> _Graph:
         key = (tuple(x.shape), x.stride())
         if key not in self._graphs:
-            self._graphs[key] = _Graph(self.model, x, self._stats)
+            self._graphs[key] = _Graph(self.model, x, stats)
         return self._graphs[key]
 
 
@@ -104,6 +98,7 @@ class _Graph:
     def __init__(self, model: StyleModel, example: torch.Tensor, stats: StyleStats):
         self.input = example.clone()
         self.stats = {k: v.clone() for k, v in stats.items()}
+        self._stats_source = stats
         self.alpha = torch.ones((), device=example.device)
         side = torch.cuda.Stream(example.device)
         side.wait_stream(torch.cuda.current_stream())
@@ -117,8 +112,10 @@ class _Graph:
 
     def replay(self, x: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor:
         self.input.copy_(x)
-        for k, v in stats.items():
-            self.stats[k].copy_(v)
+        if stats is not self._stats_source:  # a style change: refill, no re-capture
+            for k, v in stats.items():
+                self.stats[k].copy_(v)
+            self._stats_source = stats
         self.alpha.fill_(alpha)
         self.graph.replay()
         # a fresh tensor: the static output is overwritten by the next replay
