@@ -7,6 +7,7 @@ left to the CPU.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,9 +54,14 @@ def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tenso
     ``content + (Y_stylized − Y_content)`` is a luminance-only transfer in one fused op, per frame,
     without re-encoding the style.
     """
-    luma = torch.tensor(_LUMA, device=stylized.device, dtype=stylized.dtype).view(1, 3, 1, 1)
-    dy = ((stylized - content) * luma).sum(dim=1, keepdim=True)
+    dy = ((stylized - content) * _luma(stylized.device, stylized.dtype)).sum(dim=1, keepdim=True)
     return (content + dy).clamp_(0, 1)
+
+
+@functools.cache
+def _luma(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The luma weights on a device, made once (a host→device copy per frame would stall the stream)."""
+    return torch.tensor(_LUMA, dtype=dtype).view(1, 3, 1, 1).to(device)
 
 
 class Stylizer:
