@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         )
         stylizer.size = (h, w)
         process = LiveProcess(stylizer, styles, controls, depth=args.depth)
+        if args.smooth and not process.smoothing_supported:
+            print(f"run_webcam: flicker smoothing needs --backend torch; it is off with {engine.backend}")
         print(
             f"camera {args.camera}: {camera.width}x{camera.height} @ {camera.fps or '?'} fps; "
             f"stylizing {w}x{h} with {engines_label(engine)}"

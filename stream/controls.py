@@ -82,6 +82,8 @@ class LiveControls:
         self._alpha = _clamp(alpha)
         self._preserve_color = preserve_color
         self._smoothing = smoothing
+        #: False where the engine cannot smooth (onnxruntime, TensorRT); the toggle then does nothing
+        self.smoothing_available = True
         self._version = 0
 
     def snapshot(self) -> ControlState:
@@ -124,7 +126,16 @@ class LiveControls:
 
     def toggle_smoothing(self) -> None:
         with self._lock:
+            if not self.smoothing_available:
+                return  # the engine has no hook for it (exported backends): the overlay must not claim it
             self._smoothing = not self._smoothing
+            self._version += 1
+
+    def disable_smoothing(self) -> None:
+        """For engines without a hook for it: smoothing off, and the toggle does nothing from now on."""
+        with self._lock:
+            self.smoothing_available = False
+            self._smoothing = False
             self._version += 1
 
     def apply(self, action: str) -> bool:

@@ -21,7 +21,7 @@ class LiveProcess:
     """A pipeline ``process`` callable driven by :class:`LiveControls`.
 
     ``smoother`` is installed as the engine's content hook while smoothing is on (torch backend); the
-    exported engines have no hook, so for them the toggle is ignored and ``smoothing_supported`` says so.
+    exported engines have no hook, so for them smoothing is disabled in the controls.
     """
 
     def __init__(
@@ -39,6 +39,8 @@ class LiveProcess:
         self.controls = controls
         self.smoother = smoother or StatsSmoother()
         self.smoothing_supported = hasattr(stylizer.engine, "content_hook")
+        if not self.smoothing_supported:
+            controls.disable_smoothing()  # so the window never shows a smoothing that is not happening
         self.stage = GpuStage(stylizer, depth=depth)
         self._version = -1
 

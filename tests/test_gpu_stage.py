@@ -138,3 +138,14 @@ def test_cuda_graph_matches_eager(model, styles, frames):
     a, b = eager([frames[0].image])[0], graphed([frames[0].image])[0]
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert len(graphed.engine._graphs) == 1
+
+
+def test_smoothing_toggle_is_disabled_where_the_engine_has_no_hook(model, styles, frames):
+    engine = make_engine("onnxruntime", model, device="cpu")
+    controls = LiveControls([s.name for s in styles], smoothing=True)
+    live = LiveProcess(Stylizer(engine, styles[0].stats), styles, controls, depth=1)
+    assert not live.smoothing_supported
+    assert not controls.snapshot().smoothing
+    controls.toggle_smoothing()
+    assert not controls.snapshot().smoothing  # the overlay does not claim smoothing it cannot do
+    assert live([frames[0]])[0].image.shape == frames[0].image.shape
