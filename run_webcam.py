@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cuda-graph", action="store_true", help="capture the network in a CUDA graph (torch, CUDA)"
     )
     x.add_argument(
-        "--depth", type=int, default=2, help="batches in flight on the GPU: 1 = lowest latency, 2 = overlap"
+        "--depth",
+        type=int,
+        help="batches in flight: 1 = lowest latency, 2 = overlap (default: 2 on CUDA, 1 on CPU)",
     )
     x.add_argument("--seconds", type=float, help="stop after this many seconds")
     add_model_arguments(p)

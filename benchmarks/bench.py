@@ -410,33 +410,18 @@ def bench_model(engine, stats: dict, size: tuple[int, int], warmup: int, repeats
     return {**latency_stats(times), "repeats": repeats, "warmup": warmup}
 
 
-class _VideoFrames:
-    """The first ``count`` frames of a video (the Stylizer scales them on the device, as in the CLI)."""
-
-    def __init__(self, path: Path, count: int):
-        from stream.video_source import VideoFileSource
-
-        self.source = VideoFileSource(path)
-        self.count = count
-
-    def __iter__(self) -> Iterator:
-        return itertools.islice(iter(self.source), self.count)
-
-    def close(self) -> None:
-        self.source.close()
-
-
-def make_process(stylizer, depth: int = 2):
-    """The CLI's stage: GpuStage, double-buffered on CUDA, synchronous (depth 1) on the CPU."""
+def make_process(stylizer, depth: int | None = None):
+    """The CLI's stage: GpuStage (double-buffered on CUDA, synchronous on the CPU unless ``depth``)."""
     from stream.gpu_stage import GpuStage
 
-    return GpuStage(stylizer, depth=depth if stylizer.engine.device.type == "cuda" else 1)
+    return GpuStage(stylizer, depth=depth)
 
 
 def bench_e2e(stylizer, video: dict, size: tuple[int, int], frames: int, codec: str) -> dict:
     """Decode → stylize → encode ``frames`` frames at ``size`` through the real Pipeline; wall-clock FPS."""
     from stream.pipeline import Pipeline
     from stream.video_sink import VideoFileSink
+    from stream.video_source import VideoFileSource
 
     w, h = size
     stylizer.size = (h, w)
@@ -451,7 +436,8 @@ def bench_e2e(stylizer, video: dict, size: tuple[int, int], frames: int, codec: 
             codec=codec,
             crf=18,
         )
-        pipeline = Pipeline(_VideoFrames(video["path"], frames), make_process(stylizer), [sink])
+        source = VideoFileSource(video["path"], max_frames=frames)  # scaled on the device, as in the CLI
+        pipeline = Pipeline(source, make_process(stylizer), [sink])
         t0 = time.perf_counter()
         stats = pipeline.run()
         seconds = time.perf_counter() - t0
@@ -500,7 +486,7 @@ def serial_fps(stylizer, images: Sequence[np.ndarray]) -> dict:
     return {"fps": len(images) / seconds, "frames": len(images), "seconds": seconds}
 
 
-def pipeline_fps(stylizer, images: Sequence[np.ndarray], depth: int = 2) -> dict:
+def pipeline_fps(stylizer, images: Sequence[np.ndarray], depth: int | None = None) -> dict:
     """The same frames through Pipeline + GpuStage(depth) into a counting sink (no decode, no encode).
 
     Timed by the pipeline itself, start to last frame out: its thread start-up and shutdown are
@@ -509,13 +495,14 @@ def pipeline_fps(stylizer, images: Sequence[np.ndarray], depth: int = 2) -> dict
     from stream.pipeline import Pipeline
 
     stylizer([images[0]])
-    stats = Pipeline(_ListSource(images), make_process(stylizer, depth), [_NullSink()]).run()
+    stage = make_process(stylizer, depth)
+    stats = Pipeline(_ListSource(images), stage, [_NullSink()]).run()
     return {
         "fps": stats.fps,
         "frames": stats.frames_out,
         "seconds": stats.seconds,
         "latency_p95_ms": stats.latency_p95_ms,
-        "depth": depth,
+        "depth": stage.depth,
     }
 
 

@@ -7,10 +7,8 @@ traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from engines.errors import StylizeError
@@ -185,19 +183,6 @@ def run_image(args: argparse.Namespace) -> int:
 # --- stylize convert ----------------------------------------------------------------------------
 
 
-class _FirstFrames:
-    """The first ``count`` frames of a source, closing the source like the source itself would."""
-
-    def __init__(self, source, count: int):
-        self.source, self.count = source, count
-
-    def __iter__(self) -> Iterator:
-        return itertools.islice(iter(self.source), self.count)
-
-    def close(self) -> None:
-        self.source.close()
-
-
 def run_convert(args: argparse.Namespace) -> int:
     from stream.gpu_stage import GpuStage
     from stream.pipeline import Pipeline
@@ -224,14 +209,13 @@ def run_convert(args: argparse.Namespace) -> int:
         args.output, width=w, height=h, fps=fps, time_base=time_base, codec=args.codec, crf=args.crf,
         audio_from=args.input if has_audio and not args.no_audio else None, overwrite=args.overwrite,
     )  # fmt: skip
-    source = VideoFileSource(args.input)
-    frames = _FirstFrames(source, limit) if limit else source
+    source = VideoFileSource(args.input, max_frames=limit)
 
     stylizer.size = (h, w)
-    process = GpuStage(stylizer, depth=2 if engine.device.type == "cuda" else 1)
+    process = GpuStage(stylizer)
     progress = ProgressSink(total, desc=Path(args.output).name)
     try:
-        stats = Pipeline(frames, process, [sink, progress], policy="file", batch_size=args.batch).run()
+        stats = Pipeline(source, process, [sink, progress], policy="file", batch_size=args.batch).run()
     except StylizeError as e:
         raise StylizeError(f"{e}; {_saved(sink)}") from None
     if source.damaged_packets:

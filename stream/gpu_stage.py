@@ -36,10 +36,13 @@ class _Slot:
 class GpuStage:
     """A :data:`stream.pipeline.Process` callable that keeps ``depth`` batches in flight.
 
-    ``depth=1`` is a plain synchronous stage (lowest latency); ``depth=2`` is double buffering.
+    ``depth=1`` is a plain synchronous stage (lowest latency); ``depth=2`` is double buffering. The
+    default is 2 on CUDA and 1 on the CPU, where there is no copy engine to overlap with.
     """
 
-    def __init__(self, stylizer: Stylizer, depth: int = 2):
+    def __init__(self, stylizer: Stylizer, depth: int | None = None):
+        if depth is None:
+            depth = 2 if stylizer.engine.device.type == "cuda" else 1
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self.stylizer = stylizer
@@ -122,5 +125,7 @@ class GpuStage:
         if slot.downloaded is not None:
             slot.downloaded.synchronize()
         out = slot.host_out.numpy()
-        # copies: host_out is reused by a later batch while these frames travel on to the sinks
+        if not self.cuda:  # a fresh result tensor per batch: hand it on as is
+            return [f.with_image(out[k]) for k, f in enumerate(slot.frames)]
+        # copies: pinned host_out is reused by a later batch while these frames travel on to the sinks
         return [f.with_image(np.array(out[k])) for k, f in enumerate(slot.frames)]

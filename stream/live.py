@@ -30,7 +30,7 @@ class LiveProcess:
         styles: Sequence[Style],
         controls: LiveControls,
         smoother: StatsSmoother | None = None,
-        depth: int = 2,
+        depth: int | None = None,
     ):
         if not styles:
             raise ValueError("LiveProcess needs at least one style")

@@ -27,8 +27,10 @@ from stream.frames import Frame
 class VideoFileSource:
     """Iterates a video file's frames as BGR :class:`Frame` objects with the file's own timestamps."""
 
-    def __init__(self, path: str | Path, threads: bool = True) -> None:
+    def __init__(self, path: str | Path, threads: bool = True, max_frames: int | None = None) -> None:
+        """``max_frames`` ends the iteration after that many frames (convert the first N frames)."""
         self.path = Path(path)
+        self.max_frames = max_frames
         if not self.path.exists():
             raise StylizeError(f"video file not found: {self.path}")
         if self.path.is_dir():
@@ -96,7 +98,10 @@ class VideoFileSource:
     @property
     def ended_early(self) -> bool:
         """True once iteration has ended with fewer frames than the container announced (truncated file)."""
-        return self._announced_frames is not None and self.frames_decoded < self._announced_frames
+        expected = self._announced_frames
+        if expected is not None and self.max_frames is not None:
+            expected = min(expected, self.max_frames)
+        return expected is not None and self.frames_decoded < expected
 
     def __iter__(self) -> Iterator[Frame]:
         if self._iterated:
@@ -107,7 +112,7 @@ class VideoFileSource:
     def _generate(self) -> Iterator[Frame]:
         av_frame: av.VideoFrame | None = self._first
         self._first = None
-        while av_frame is not None:
+        while av_frame is not None and (self.max_frames is None or self.frames_decoded < self.max_frames):
             yield Frame(
                 image=av_frame.to_ndarray(format="bgr24"),
                 index=self.frames_decoded,

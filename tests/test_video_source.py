@@ -124,3 +124,11 @@ def test_single_thread_decode_and_single_iteration(tmp_path):
     with pytest.raises(RuntimeError):
         iter(source)
     source.close()
+
+
+def test_max_frames_stops_early_without_calling_it_truncated(tmp_path):
+    path = make_video(tmp_path / "v.mp4", frames=24)
+    with VideoFileSource(path, max_frames=5) as source:
+        frames = list(source)
+        assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+        assert not source.ended_early
