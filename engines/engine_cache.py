@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from filelock import FileLock, Timeout
 
 from engines.atomic import write_atomic
 from engines.errors import StylizeError
+from engines.userdirs import cache_dir
 
 Shape = tuple[int, ...]
 
@@ -62,8 +62,8 @@ def _tuples(value: Any) -> Any:
 
 
 def default_root() -> Path:
-    """``<user cache dir>/adain-stream/engines`` (platform-specific, see platformdirs)."""
-    return Path(platformdirs.user_cache_dir("adain-stream")) / "engines"
+    """``<user cache dir>/adain-stream/engines`` (see :func:`engines.userdirs.cache_dir`)."""
+    return cache_dir("engines")
 
 
 class EngineCache:
@@ -88,6 +88,12 @@ class EngineCache:
         """
         device = f"{settings.trt_version}|{settings.gpu_name}|{settings.compute_capability}"
         return self.root / f"timing-{hashlib.sha256(device.encode()).hexdigest()[:16]}.cache"
+
+    def timing_cache_lock(self, settings: EngineSettings) -> FileLock:
+        """Held while a build merges its timings into the shared file (read, combine, write)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.timing_cache_path(settings)
+        return FileLock(path.with_name(path.name + ".lock"), timeout=self.lock_timeout)
 
     def load(self, settings: EngineSettings) -> bytes | None:
         """The cached engine if present and intact (size and SHA-256 match its sidecar), else None."""
@@ -157,52 +163,3 @@ class EngineCache:
                 path.unlink(missing_ok=True)
                 removed += path.suffix == ".engine"
         return removed
-
-
-# --- `stylize engines build|list|clear` ---------------------------------------------------------
-
-
-def add_engines_parser(subparsers) -> None:
-    p = subparsers.add_parser("engines", help="manage cached TensorRT engines", description=__doc__)
-    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    b = verbs.add_parser("build", help="build (or find) the engine for a model and resolution")
-    b.add_argument("--model", default="microast")
-    b.add_argument("--weights", metavar="DIR")
-    b.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
-    b.add_argument("--size", default="1280x720", metavar="WxH", help="resolution to optimize for")
-    b.add_argument("--device", default="cuda")
-    verbs.add_parser("list", help="list cached engines")
-    verbs.add_parser("clear", help="delete every cached engine")
-    for sub in (p, b):
-        sub.add_argument("--cache", metavar="DIR", help=f"engine cache folder (default: {default_root()})")
-    p.set_defaults(func=run_engines)
-
-
-def run_engines(args) -> int:
-    cache = EngineCache(getattr(args, "cache", None))
-    if args.verb == "list":
-        entries = cache.list()
-        for e in entries:
-            s = e.get("settings", {})
-            print(
-                f"{e.get('key', '?')[:16]}  {s.get('gpu_name', '?')}  TRT {s.get('trt_version', '?')}  "
-                f"{s.get('precision', '?')}  max {s.get('max_shape', '?')}  {e.get('size', 0) / 1e6:.1f} MB"
-            )
-        print(f"{len(entries)} engine(s) in {cache.root}")
-        return 0
-    if args.verb == "clear":
-        print(f"removed {cache.clear()} engine(s) from {cache.root}")
-        return 0
-    from engines.runtimes import make_engine
-    from engines.weights import load_model
-
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise StylizeError(f"--size must look like 1280x720, got '{args.size}'") from None
-    model = load_model(args.model, args.weights)
-    engine = make_engine(
-        "tensorrt", model, device=args.device, precision=args.precision, resolution=(h, w), cache=cache
-    )
-    print(f"engine ready: {cache.path_for(engine.settings)}")
-    return 0

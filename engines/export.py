@@ -12,6 +12,11 @@ In the fp16 graph the network runs in float16 but the AdaIN statistics stay floa
 ``.float()`` casts in :func:`engines.adain.adain` trace into Cast nodes); :func:`fp32_stats_violations`
 checks that on the exported graph.
 
+Every graph also carries metadata (``stylize.model``, ``stylize.multiple``, ``stylize.stats_names``,
+``stylize.precision``, ``stylize.fingerprint``), so a runtime given only the file knows what it runs:
+:class:`Graph` is that pair of bytes and metadata, the one thing the onnxruntime and TensorRT
+backends consume.
+
 The TorchScript exporter (``dynamo=False``) is used: it takes the models' positional ``*stats`` form
 with plain ``dynamic_axes``, and exports ``nn.Upsample(scale_factor=2)`` as Resize with constant
 *scales*, so one graph serves every frame size. Its only untidiness, reflection-pad amounts computed
@@ -20,21 +25,23 @@ by small int64 node chains, is folded into constants here.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from engines.atomic import write_atomic
+from engines.device import PRECISIONS
 from engines.errors import StylizeError
-from engines.models.base import StyleModel
+from engines.models.base import StyleModel, round_up
+from engines.optional import require
 
 if TYPE_CHECKING:
     import onnx
@@ -46,8 +53,8 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 #: Newest opset the TorchScript exporter emits.
 MAX_OPSET = 20
-PRECISIONS = ("fp32", "fp16")
 INPUT_CONTENT, INPUT_ALPHA, OUTPUT = "content", "alpha", "stylized"
+_META_PREFIX = "stylize."
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 
 #: Shape-arithmetic ops safe to pre-evaluate (same semantics in every opset ≥ MIN_OPSET).
@@ -62,11 +69,7 @@ STATS_OPS = frozenset({"ReduceMean", "Sqrt", "Div"})
 
 
 def import_onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise StylizeError("ONNX export needs the onnx package: pip install onnx") from None
-    return onnx
+    return require("onnx", "reading and writing ONNX graphs")
 
 
 class _ExportForward(nn.Module):
@@ -139,11 +142,11 @@ def export_onnx(
         onnx.helper.set_model_props(
             proto,
             {
-                "stylize.model": model.name,
-                "stylize.precision": precision,
-                "stylize.multiple": str(model.multiple),
-                "stylize.stats_names": ",".join(model.stats_names),
-                "stylize.fingerprint": str(getattr(model, "fingerprint", "")),
+                f"{_META_PREFIX}model": model.name,
+                f"{_META_PREFIX}precision": precision,
+                f"{_META_PREFIX}multiple": str(model.multiple),
+                f"{_META_PREFIX}stats_names": ",".join(model.stats_names),
+                f"{_META_PREFIX}fingerprint": str(getattr(model, "fingerprint", "")),
             },
         )
         proto.producer_name = "adain-stream"
@@ -166,7 +169,7 @@ def export_onnx(
 
 def _default_trace_side(multiple: int) -> int:
     """32 px rounded up to the multiple, and ≥ 4 multiples so the deepest features are not 1×1."""
-    return max(4 * multiple, -(-32 // multiple) * multiple)
+    return max(4 * multiple, round_up(32, multiple))
 
 
 def onnx_sha256(data: bytes) -> str:
@@ -258,45 +261,101 @@ def fp32_stats_violations(data: bytes | onnx.ModelProto) -> list[str]:
     return bad
 
 
-# ---------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------- reading graphs back
 
 
-def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``stylize export`` to argparse sub-parsers (anything with ``add_parser``); sets ``func``."""
-    from engines.weights import DEFAULT_MODEL, REGISTRY
+@dataclass(frozen=True)
+class Graph:
+    """An exported graph's bytes and what a runtime needs to know of it (from the graph itself)."""
 
-    p = subparsers.add_parser(
-        "export",
-        help="write a model's per-frame network as ONNX (for TensorRT or onnxruntime)",
-        description="Export the per-frame path (content → stylized) with dynamic batch/height/width and "
-        "the style statistics and alpha as inputs, so one file serves every style and frame size.",
+    data: bytes
+    model_name: str
+    multiple: int
+    stats_names: tuple[str, ...]
+    precision: str  # "fp32" | "fp16": the element type of the ``content`` input
+    fingerprint: str = ""  # of the weights it was exported from; "" when unknown
+    source: str = "the exported graph"  # for messages: a file name, or where it was made
+
+    @property
+    def sha256(self) -> str:
+        return onnx_sha256(self.data)
+
+
+def read_graph(data: bytes, source: str = "the ONNX graph") -> Graph:
+    """Parse ``data`` and read its contract: precision from the inputs, the rest from the metadata."""
+    onnx = import_onnx()
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as e:  # protobuf raises DecodeError and others for files that are not ONNX
+        raise StylizeError(f"{source} is not an ONNX graph: {type(e).__name__}") from None
+    meta = {p.key.removeprefix(_META_PREFIX): p.value for p in proto.metadata_props}
+    names = [i.name for i in proto.graph.input]
+    if names[:2] != [INPUT_CONTENT, INPUT_ALPHA] or OUTPUT not in [o.name for o in proto.graph.output]:
+        raise StylizeError(
+            f"{source} has inputs {', '.join(names) or 'none'}; a style graph takes "
+            f"'{INPUT_CONTENT}', '{INPUT_ALPHA}' and statistics and returns '{OUTPUT}' (see stylize export)"
+        )
+    try:
+        multiple = int(meta.get("multiple", "1"))
+    except ValueError:
+        multiple = 1
+    return Graph(
+        data=data,
+        model_name=meta.get("model", ""),
+        multiple=max(1, multiple),
+        stats_names=tuple(names[2:]),
+        precision=graph_precision(proto),
+        fingerprint=meta.get("fingerprint", ""),
+        source=source,
     )
-    p.add_argument(
-        "--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY), help="network (default: %(default)s)"
-    )
-    p.add_argument("--weights", metavar="DIR", default=None, help="folder holding the model's weights")
-    p.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32",
-        help="fp16: network in float16, AdaIN statistics kept in float32 (default: %(default)s)",
-    )  # fmt: skip
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    p.add_argument("-o", "--output", metavar="OUT.onnx", default=None, help="default: MODEL-PRECISION.onnx")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT.onnx if it exists")
-    p.set_defaults(func=run_export)
-    return p
 
 
-def run_export(args: argparse.Namespace) -> int:
-    """Export as ``args`` says and print one result line; problems raise :class:`StylizeError`."""
-    from engines.weights import load_model
+def graph_precision(data: bytes | onnx.ModelProto) -> str:
+    """``fp16`` when the graph computes in float16 (inputs, weights, casts or constants), else ``fp32``."""
+    onnx = import_onnx()
+    proto = onnx.load_from_string(data) if isinstance(data, bytes) else data
+    fp16 = onnx.TensorProto.FLOAT16
+    graph = proto.graph
+    if any(i.type.tensor_type.elem_type == fp16 for i in graph.input):
+        return "fp16"
+    if any(t.data_type == fp16 for t in graph.initializer):
+        return "fp16"
+    for node in graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == fp16:
+                return "fp16"
+            if node.op_type == "Constant" and attr.name == "value" and attr.t.data_type == fp16:
+                return "fp16"
+    return "fp32"
 
-    out = Path(args.output or f"{args.model}-{args.precision}.onnx")
-    if out.exists() and not args.overwrite:
-        raise StylizeError(f"{out} already exists; pass --overwrite to replace it")
-    model = load_model(args.model, weights=args.weights)
-    data = export_onnx(model, out, precision=args.precision, opset=args.opset)
-    print(
-        f"wrote {out}: {args.model} {args.precision}, opset {args.opset}, "
-        f"{len(data) / 1e6:.1f} MB, sha256 {onnx_sha256(data)[:16]}"
-    )
-    return 0
+
+def graph_for(model: StyleModel, precision: str | None, path: str | os.PathLike | None = None) -> Graph:
+    """The graph a runtime runs for ``model``: exported now, or read from ``path`` and checked.
+
+    A file must come from the same model (and weights, when both are known); ``precision`` is the
+    resolved one the caller wants, or None to take the file's.
+    """
+    if path is None:
+        precision = precision or "fp32"
+        data = export_onnx(model, precision=precision)
+        return read_graph(data, f"the '{model.name}' {precision} export")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise StylizeError(f"cannot read ONNX file {path}: {e.strerror or e}") from None
+    graph = read_graph(data, f"ONNX file {Path(path).name}")
+    if graph.model_name and graph.model_name != model.name:
+        raise StylizeError(
+            f"{graph.source} was exported from another model ('{graph.model_name}', not '{model.name}')"
+        )
+    fingerprint = str(getattr(model, "fingerprint", ""))
+    if fingerprint and graph.fingerprint and graph.fingerprint != fingerprint:
+        raise StylizeError(f"{graph.source} was exported from other '{model.name}' weights")
+    if graph.stats_names != tuple(model.stats_names):
+        raise StylizeError(
+            f"{graph.source} takes statistics {', '.join(graph.stats_names)}; model '{model.name}' "
+            f"has {', '.join(model.stats_names)} (exported from another model?)"
+        )
+    if precision is not None and graph.precision != precision:
+        raise StylizeError(f"{graph.source} is {graph.precision}, but precision {precision} was asked for")
+    return graph

@@ -14,18 +14,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import platformdirs
 import torch
 
 from engines.adain import mix_stats
 from engines.atomic import write_atomic
 from engines.models.base import StyleModel, StyleStats
-
-APP_NAME = "adain-stream"
+from engines.userdirs import cache_dir
 
 
 def default_cache_dir() -> Path:
-    return Path(platformdirs.user_cache_dir(APP_NAME)) / "styles"
+    return cache_dir("styles")
 
 
 @dataclass(frozen=True)

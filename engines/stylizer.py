@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.models.base import StyleStats
+from engines.models.base import StyleStats, round_up
 from engines.runtimes.base import Engine
 
 # BT.601 luma weights for (R, G, B); they sum to 1, and chroma (Cb, Cr) weights sum to 0.
@@ -39,12 +39,28 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     2×2 or more, which the networks' own reflection pads need.
     """
     h, w = x.shape[-2:]
-    ph = max(-h % multiple, 2 * multiple - h)
-    pw = max(-w % multiple, 2 * multiple - w)
+    ph = max(round_up(h, multiple), 2 * multiple) - h
+    pw = max(round_up(w, multiple), 2 * multiple) - w
     if ph == 0 and pw == 0:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def target_size(
+    height: int, width: int, size: int | None, max_side: int | None, even: bool = False
+) -> tuple[int, int]:
+    """Processing size (height, width) of a frame: ``size`` sets the shorter side, ``max_side`` caps the
+    longer; ``even`` rounds down to even sides (4:2:0 video needs them)."""
+    scale = 1.0
+    if size:
+        scale = size / min(height, width)
+    if max_side and max(height, width) * scale > max_side:
+        scale = max_side / max(height, width)
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    if even:
+        h, w = max(2, h - h % 2), max(2, w - w % 2)
+    return h, w
 
 
 def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
 import torch
 
+from engines.atomic import atomic_path
 from engines.errors import StylizeError
 from engines.models.adain_vgg import AdaINNet
 from engines.models.base import StyleModel
 from engines.models.microast import MicroAST
+from engines.userdirs import cache_dir as user_cache_dir
 
 ENV_VAR = "STYLIZE_WEIGHTS"
-APP_NAME = "adain-stream"
 
 _ADAIN_RELEASE = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0"
 _CD_RAW = (
@@ -126,8 +125,8 @@ def spec_for(name: str) -> ModelSpec:
 
 
 def cache_dir() -> Path:
-    """Where downloaded weights live: the user cache directory (platformdirs)."""
-    return Path(platformdirs.user_cache_dir(APP_NAME)) / "weights"
+    """Where downloaded weights live: the user cache directory."""
+    return user_cache_dir("weights")
 
 
 def candidate_dirs(name: str, weights: str | os.PathLike | None = None) -> list[Path]:
@@ -143,7 +142,7 @@ def candidate_dirs(name: str, weights: str | os.PathLike | None = None) -> list[
 
 
 def resolve(
-    name: str, weights: str | os.PathLike | None = None, download: bool = True, progress: bool = True
+    name: str, weights: str | os.PathLike | None = None, download: bool = True, progress: bool | None = None
 ) -> dict[str, Path]:
     """Paths of ``name``'s files: the first folder holding all of them, else a fresh download.
 
@@ -188,24 +187,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def download_file(f: WeightFile, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
+def download_file(f: WeightFile, dest: Path, progress: bool | None = None, timeout: float = 30.0) -> None:
     """Download ``f`` to ``dest`` atomically: temp file in the same folder, verify, then rename."""
     from tqdm import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(f.url, timeout=timeout) as resp:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(f.url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f.name, disable=not progress) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=f.name,
+                disable=None if progress is None else not progress,
+            ) as bar:
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
         check_file(f, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_file(f: WeightFile, path: Path) -> None:
@@ -233,7 +233,7 @@ def load_model(
     name: str = DEFAULT_MODEL,
     weights: str | os.PathLike | None = None,
     download: bool = True,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> StyleModel:
     """Resolve, load and build a named model (float32, eval mode, on the CPU).
 

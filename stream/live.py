@@ -38,7 +38,7 @@ class LiveProcess:
         self.styles = list(styles)
         self.controls = controls
         self.smoother = smoother or StatsSmoother()
-        self.smoothing_supported = hasattr(stylizer.engine, "content_hook")
+        self.smoothing_supported = stylizer.engine.supports_content_hook
         if not self.smoothing_supported:
             controls.disable_smoothing()  # so the window never shows a smoothing that is not happening
         self.stage = GpuStage(stylizer, depth=depth)

@@ -9,7 +9,6 @@ Error bounds, max |onnx − torch| on [0, 1] outputs, real photos and paintings,
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +22,11 @@ import torch
 from onnx import TensorProto, helper
 
 from engines.errors import StylizeError
-from engines.export import (
-    DEFAULT_OPSET,
-    add_export_parser,
-    export_onnx,
-    fp32_stats_violations,
-    onnx_sha256,
-    run_export,
-)
+from engines.export import DEFAULT_OPSET, export_onnx, fp32_stats_violations, graph_precision, onnx_sha256
 from engines.models.base import StyleModel, StyleStats
 from engines.stylizer import bgr_u8_to_rgb
 from engines.weights import load_model
+from stream.cli import main
 from stream.images import read_image
 
 pytestmark = pytest.mark.shared
@@ -218,17 +211,15 @@ def test_export_rejects_bad_arguments(built):
 
 
 def test_cli_export_refuses_to_overwrite(shared_weights, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_export_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "m.onnx"
     argv = ["export", "--model", "microast", "--weights", str(shared_weights), "-o", str(out)]
-    args = parser.parse_args(argv)
-    assert args.func is run_export and args.precision == "fp32" and args.opset == DEFAULT_OPSET
-    assert run_export(args) == 0
+    assert main(argv) == 0
     assert str(out) in capsys.readouterr().out
     first = out.read_bytes()
     onnx.checker.check_model(onnx.load_from_string(first))
-    with pytest.raises(StylizeError, match="--overwrite"):
-        run_export(parser.parse_args(argv))
-    assert run_export(parser.parse_args([*argv, "--overwrite", "--precision", "fp16"])) == 0
-    assert out.read_bytes() != first
+    assert graph_precision(first) == "fp32"
+    assert main(argv) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == first
+    assert main([*argv, "--overwrite", "--precision", "fp16"]) == 0
+    assert out.read_bytes() != first and graph_precision(out.read_bytes()) == "fp16"

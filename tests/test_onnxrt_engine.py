@@ -89,7 +89,7 @@ def test_fp16_needs_cuda(models):
 
 def test_missing_onnxruntime_is_a_clear_error(models, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
-    with pytest.raises(StylizeError, match="pip install onnxruntime"):
+    with pytest.raises(StylizeError, match=r"needs onnxruntime: pip install -e \"\.\[onnx\]\""):
         make_engine("onnxruntime", models["microast"], device="cpu")
 
 

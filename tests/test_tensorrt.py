@@ -3,6 +3,7 @@ GPU exist (marked ``tensorrt``; they build tiny engines from an ONNX graph expor
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import warnings
@@ -13,9 +14,12 @@ from torch import nn
 
 from engines.engine_cache import EngineCache
 from engines.errors import StylizeError
-from engines.runtimes import tensorrt as trt_runtime
+from engines.export import Graph, graph_precision, read_graph
+from engines.runtimes import trt_build, trt_compat
 from engines.runtimes.base import Engine
-from engines.runtimes.tensorrt import TensorRTEngine, onnx_uses_fp16, profile_shapes
+from engines.runtimes.options import TensorRTOptions
+from engines.runtimes.tensorrt import TensorRTEngine
+from engines.runtimes.trt_build import profile_shapes
 
 STATS = ("mean", "std")
 
@@ -56,6 +60,22 @@ def export(module: nn.Module) -> bytes:
     return buf.getvalue()
 
 
+def graph(module: nn.Module, stats_names=STATS) -> Graph:
+    """The graph contract of a module exported without our metadata: named and sized here."""
+    g = read_graph(export(module), "tiny graph")
+    return dataclasses.replace(g, model_name="tiny", multiple=8, stats_names=tuple(stats_names))
+
+
+def build(g: Graph, cache: EngineCache, batch: int = 1, precision: str | None = None) -> TensorRTEngine:
+    """The loader's steps (settings → cached plan → runner) for a 64×96 stream on the current GPU."""
+    device = torch.device("cuda", torch.cuda.current_device())
+    settings = trt_build.plan_settings(g, device, (64, 96), TensorRTOptions(batch=batch))
+    if precision is not None:
+        settings = dataclasses.replace(settings, precision=precision)
+    plan = trt_build.load_or_build(g, settings, cache, device, 1 << 28)
+    return TensorRTEngine(plan, g, device, settings)
+
+
 def stats(device="cpu") -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return {name: torch.rand(1, 3, 1, 1, generator=g).to(device) for name in STATS}
@@ -90,15 +110,17 @@ def test_profile_shapes_rejects_max_below_resolution():
 
 
 def test_onnx_precision_detection():
-    assert onnx_uses_fp16(export(Tiny())) is False
-    assert onnx_uses_fp16(export(Tiny(half=True))) is True
-    assert onnx_uses_fp16(b"not an onnx model") is None
+    assert graph_precision(export(Tiny())) == "fp32"
+    assert graph_precision(export(Tiny(half=True))) == "fp16"
+    assert graph(Tiny(half=True)).precision == "fp16"
+    with pytest.raises(StylizeError, match="not an ONNX graph"):
+        read_graph(b"not an onnx model", "junk.onnx")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
-def test_missing_tensorrt_is_a_clear_error(tmp_path):
-    with pytest.raises(StylizeError, match=r"TensorRT is not installed: pip install 'adain-stream\[trt\]'"):
-        TensorRTEngine(b"", "tiny", 8, STATS, "fp32", (64, 96), EngineCache(tmp_path))
+def test_missing_tensorrt_is_a_clear_error():
+    with pytest.raises(StylizeError, match=r'needs tensorrt: pip install -e "\.\[trt\]"'):
+        trt_compat.import_tensorrt()
 
 
 # --- real TensorRT on a real GPU -------------------------------------------------------------------
@@ -115,7 +137,7 @@ def trt_cache(tmp_path_factory) -> EngineCache:
 
 @pytest.fixture(scope="module")
 def fp32_engine(trt_cache) -> TensorRTEngine:
-    return TensorRTEngine(export(Tiny()), "tiny", 8, STATS, "fp32", (64, 96), trt_cache, batch=2)
+    return build(graph(Tiny()), trt_cache, batch=2)
 
 
 @pytest.mark.tensorrt
@@ -132,7 +154,8 @@ def test_fp32_engine_matches_torch(fp32_engine, shape):
 
 @pytest.mark.tensorrt
 def test_fp16_engine_from_fp16_graph(trt_cache):
-    engine = TensorRTEngine(export(Tiny(half=True)), "tiny-fp16", 8, STATS, "fp16", (64, 96), trt_cache)
+    engine = build(graph(Tiny(half=True)), trt_cache)
+    assert engine.precision == "fp16"
     content = torch.rand(1, 3, 64, 96, device="cuda")
     s = stats("cuda")
     out = engine.run(content, s, 1.0)
@@ -144,7 +167,7 @@ def test_fp16_engine_from_fp16_graph(trt_cache):
 @pytest.mark.tensorrt
 def test_precision_must_match_the_graph(trt_cache):
     with pytest.raises(StylizeError, match="needs an ONNX export in that precision"):
-        TensorRTEngine(export(Tiny()), "tiny", 8, STATS, "fp16", (64, 96), trt_cache)
+        build(graph(Tiny()), trt_cache, precision="fp16")
 
 
 @pytest.mark.tensorrt
@@ -155,8 +178,8 @@ def test_second_construction_reuses_the_cached_engine(fp32_engine, trt_cache, mo
     def no_build(*args, **kwargs):
         raise AssertionError("engine rebuilt although it is cached")
 
-    monkeypatch.setattr(trt_runtime, "build_engine", no_build)
-    again = TensorRTEngine(export(Tiny()), "tiny", 8, STATS, "fp32", (64, 96), trt_cache, batch=2)
+    monkeypatch.setattr(trt_build, "build_plan", no_build)
+    again = build(graph(Tiny()), trt_cache, batch=2)
     assert again.settings == fp32_engine.settings
     content = torch.rand(1, 3, 64, 96, device="cuda")
     torch.testing.assert_close(
@@ -186,10 +209,25 @@ def test_resolution_above_profile_max_is_a_clear_error(fp32_engine):
 @pytest.mark.tensorrt
 def test_wrong_stats_names_are_a_clear_error(fp32_engine, trt_cache):
     with pytest.raises(StylizeError, match="expected inputs"):
-        TensorRTEngine(export(Tiny()), "tiny", 8, ("mu", "sigma"), "fp32", (64, 96), trt_cache, batch=2)
+        build(graph(Tiny(), stats_names=("mu", "sigma")), trt_cache, batch=2)
 
 
 @pytest.mark.tensorrt
 def test_unparsable_onnx_lists_parser_errors(trt_cache):
-    with pytest.raises(StylizeError, match="TensorRT could not parse the ONNX model"):
-        TensorRTEngine(b"not an onnx model", "broken", 8, STATS, "fp32", (64, 96), trt_cache)
+    broken = dataclasses.replace(graph(Tiny()), data=b"not an onnx model", source="broken.onnx")
+    with pytest.raises(StylizeError, match="TensorRT could not parse broken.onnx"):
+        build(broken, trt_cache)
+
+
+@pytest.mark.tensorrt
+def test_misaligned_views_and_the_default_stream(fp32_engine):
+    """A view off a 256-byte boundary is cloned; the legacy default stream runs on a private one."""
+    batch = torch.rand(3, 3, 64, 96, device="cuda")
+    view = batch[1:2]  # offset 3*64*96*4 bytes: aligned by chance? make it odd below
+    odd = torch.rand(3 * 64 * 96 + 1, device="cuda")[1:].view(1, 3, 64, 96)
+    assert odd.data_ptr() % 256 != 0
+    s = stats("cuda")
+    torch.testing.assert_close(fp32_engine.run(odd, s, 1.0), fp32_engine.run(odd.clone(), s, 1.0))
+    with torch.cuda.stream(torch.cuda.default_stream()):
+        out = fp32_engine.run(view, s, 1.0)
+    torch.testing.assert_close(out, fp32_engine.run(view.clone(), s, 1.0))

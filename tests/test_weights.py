@@ -59,7 +59,7 @@ def test_missing_and_offline_names_files_and_the_three_ways(monkeypatch):
     assert "\n" not in message
     for part in ("vgg_normalised.pth", "decoder.pth", "--weights", weights.ENV_VAR, str(weights.cache_dir())):
         assert part in message
-    assert not any(weights.cache_dir().glob("**/*.part"))
+    assert not any(weights.cache_dir().glob("**/*partial*"))
 
 
 def test_download_is_verified_then_renamed(shared_weights, monkeypatch):

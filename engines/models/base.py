@@ -48,6 +48,11 @@ class StyleModel(nn.Module):
         return self.stylize(content, dict(zip(self.stats_names, stats, strict=True)), alpha)
 
 
+def round_up(x: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is at least ``x`` (sizes a network accepts)."""
+    return -(-x // multiple) * multiple
+
+
 def load_exact(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> None:
     """load_state_dict(strict) with a one-line error naming the first mismatching key or shape."""
     expected = module.state_dict()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 
-from engines.models.base import StyleStats
+from engines.models.base import ContentStatsHook, StyleStats
 
 
 @runtime_checkable
@@ -18,15 +18,36 @@ class Engine(Protocol):
     returns the stylized batch in the same layout (float32, [0, 1], on ``device``). Padding, colour
     order and uint8 conversion are the caller's (see :class:`engines.stylizer.Stylizer`), so every
     backend sees the same tensors.
+
+    Capability: an engine with ``supports_content_hook`` calls ``content_hook`` (when set) with the
+    content statistics at each AdaIN layer, which is how the flicker smoother works. Exported graphs
+    have no such hook: their ``content_hook`` stays None and setting it is refused.
     """
 
-    backend: str  # "torch" | "onnxruntime" | "tensorrt"
+    backend: ClassVar[str]  # "torch" | "onnxruntime" | "tensorrt"
+    supports_content_hook: ClassVar[bool]
+    content_hook: ContentStatsHook | None
     model_name: str
     device: torch.device
     precision: str  # "fp32" | "fp16"
     multiple: int
 
     def run(self, content: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor: ...
+
+
+class GraphEngine:
+    """What the exported-graph backends share: no content hook, and a graph's contract."""
+
+    supports_content_hook: ClassVar[bool] = False
+
+    @property
+    def content_hook(self) -> None:
+        return None
+
+    @content_hook.setter
+    def content_hook(self, hook: ContentStatsHook | None) -> None:
+        if hook is not None:
+            raise ValueError(f"the {self.backend} backend runs an exported graph and has no content hook")
 
 
 class DeviceStats:

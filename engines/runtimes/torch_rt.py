@@ -6,36 +6,10 @@ import copy
 
 import torch
 
+from engines.device import DTYPES, resolve_device, resolve_precision
 from engines.errors import StylizeError
 from engines.models.base import ContentStatsHook, StyleModel, StyleStats
 from engines.runtimes.base import DeviceStats
-
-PRECISIONS = ("auto", "fp32", "fp16")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None → CUDA when present, else CPU; an unavailable CUDA request is a clear error."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise StylizeError(
-            f"device '{device}' requested but no CUDA GPU is available (torch {torch.__version__})"
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise StylizeError(f"unsupported device '{device}': use cpu, cuda or cuda:N")
-    return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → fp16 on CUDA, fp32 on the CPU (CPU fp16 convolutions are slower, not faster)."""
-    if precision not in PRECISIONS:
-        raise StylizeError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise StylizeError("fp16 needs a CUDA device; use --precision fp32 on the CPU")
-    return precision
 
 
 class TorchEngine:
@@ -46,6 +20,7 @@ class TorchEngine:
     """
 
     backend = "torch"
+    supports_content_hook = True
 
     def __init__(
         self,
@@ -57,7 +32,7 @@ class TorchEngine:
     ):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        self.dtype = DTYPES[self.precision]
         self.model_name = model.name
         self.multiple = model.multiple
         self.channels_last = self.device.type == "cuda"
@@ -84,7 +59,8 @@ class TorchEngine:
     def _graph_for(self, x: torch.Tensor, stats: StyleStats) -> _Graph:
         key = (tuple(x.shape), x.stride())
         if key not in self._graphs:
-            self._graphs[key] = _Graph(self.model, x, stats)
+            with torch.cuda.device(self.device):  # capture and its streams on our GPU, not the current one
+                self._graphs[key] = _Graph(self.model, x, stats)
         return self._graphs[key]
 
 

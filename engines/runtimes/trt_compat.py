@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
-import tempfile
 from collections import deque
 from pathlib import Path
 from types import ModuleType
@@ -25,22 +23,19 @@ from typing import Any
 
 import torch
 
+from engines.atomic import write_atomic
 from engines.errors import StylizeError
+from engines.optional import install_hint, require
 
 log = logging.getLogger("engines.tensorrt")
 
 MIN_MAJOR = 10
-INSTALL_HINT = "pip install 'adain-stream[trt]' (needs an NVIDIA GPU and driver)"
+INSTALL_HINT = f"{install_hint('tensorrt')} (needs an NVIDIA GPU and driver)"
 
 
 def import_tensorrt() -> ModuleType:
     """``import tensorrt``, with a one-line StylizeError when it is missing or older than 10.x."""
-    try:
-        import tensorrt
-    except ImportError as exc:  # also catches a wheel whose CUDA libraries fail to load
-        raise StylizeError(
-            f"TensorRT is not installed: {INSTALL_HINT}, or choose another backend ({exc})"
-        ) from exc
+    tensorrt = require("tensorrt", "the TensorRT backend (needs an NVIDIA GPU and driver)")
     major = version(tensorrt)[0]
     if major < MIN_MAJOR:
         raise StylizeError(
@@ -127,20 +122,23 @@ def load_timing_cache(config: Any, path: Path | None) -> None:
     config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
-def save_timing_cache(config: Any, path: Path | None) -> None:
-    """Write ``config``'s timing cache back to ``path`` atomically (builds may run in parallel)."""
+def merge_timing_cache(config: Any, path: Path | None) -> None:
+    """Add ``config``'s timings to the file at ``path`` (call under the cache's lock).
+
+    Another process may have built in the meantime: re-read the file, ``combine`` it into ours, then
+    write atomically, so parallel builds add their timings instead of the last writer's winning.
+    """
     if path is None:
         return
-    data = bytes(memoryview(config.get_timing_cache().serialize()))
+    ours = config.get_timing_cache()
+    if path.is_file():
+        try:
+            theirs = config.create_timing_cache(path.read_bytes())
+            ours.combine(theirs, ignore_mismatch=False)  # a foreign cache is not merged, not an error
+        except Exception as exc:  # bad bytes: TensorRT raises RuntimeError/TypeError
+            log.warning("replacing unusable TensorRT timing cache %s: %s", path, exc)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, bytes(memoryview(ours.serialize())))
 
 
 def parser_errors(parser: Any) -> list[str]:

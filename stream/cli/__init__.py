@@ -1,0 +1,119 @@
+"""The ``stylize`` command: one module per subcommand, registered here, over a library that parses nothing.
+
+Each command module has ``NAME``, ``HELP``, ``DESCRIPTION``, ``EXAMPLES``, ``add_arguments(parser)`` and
+``run(args) -> exit code``. Every problem the user can fix is one line on stderr and exit code 1; a
+traceback is shown only with ``--debug``. ``-v`` shows what is loaded and where it runs, and the
+chatter of OpenCV and FFmpeg; ``-q`` shows errors only and no progress bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import metadata
+
+from engines.errors import StylizeError
+from stream.cli import bench, convert, engines, export, image, live
+
+COMMANDS = {m.NAME: m for m in (image, convert, live, export, engines, bench)}
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+EXAMPLES = """examples:
+  stylize image photo.jpg -o out.png --style starry.jpg
+  stylize convert in.mp4 out.mp4 --style la_muse.jpg --device cuda
+  stylize live --style a.jpg,b.jpg
+  stylize COMMAND --help     (options and examples of one command)"""
+
+
+def version() -> str:
+    try:
+        return metadata.version("adain-stream")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("output")
+    talk = g.add_mutually_exclusive_group()
+    talk.add_argument(
+        "-v", "--verbose", action="store_true", help="say what is loaded and where it runs; library chatter"
+    )
+    talk.add_argument("-q", "--quiet", action="store_true", help="errors only, no progress bars")
+    g.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    return common
+
+
+def _add_command(parser: argparse.ArgumentParser, module) -> None:
+    module.add_arguments(parser)
+    parser.set_defaults(run=module.run)
+
+
+def build_parser(prog: str = "stylize", command: str | None = None) -> argparse.ArgumentParser:
+    """The whole ``stylize`` parser, or (``command``) one command's parser standing alone as ``prog``."""
+    common = _common_options()
+    fmt = argparse.RawDescriptionHelpFormatter
+    if command is not None:
+        module = COMMANDS[command]
+        p = argparse.ArgumentParser(
+            prog=prog, description=module.DESCRIPTION, epilog=module.EXAMPLES, formatter_class=fmt,
+            parents=[common],
+        )  # fmt: skip
+        _add_command(p, module)
+        return p
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Real-time arbitrary style transfer (AdaIN) for pictures, videos and webcams.",
+        epilog=EXAMPLES, formatter_class=fmt,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        p = sub.add_parser(
+            name, help=module.HELP, description=module.DESCRIPTION, epilog=module.EXAMPLES,
+            formatter_class=fmt, parents=[common],
+        )  # fmt: skip
+        _add_command(p, module)
+    return parser
+
+
+def configure_output(verbose: bool, quiet: bool, prog: str) -> None:
+    """Our log lines as ``prog: message``; OpenCV's and FFmpeg's own lines only with ``-v``."""
+    import cv2
+    from av import logging as av_logging
+
+    level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    cv2.utils.logging.setLogLevel(
+        cv2.utils.logging.LOG_LEVEL_WARNING if verbose else cv2.utils.logging.LOG_LEVEL_SILENT
+    )
+    av_logging.set_level(av_logging.INFO if verbose else None)
+
+
+def main(argv: list[str] | None = None, prog: str = "stylize", command: str | None = None) -> int:
+    """Run the command line ``argv``; returns the exit code. ``command`` runs one command as ``prog``."""
+    args = build_parser(prog, command).parse_args(argv)
+    label = prog.removesuffix(".py")
+    configure_output(args.verbose, args.quiet, label)
+    try:
+        return args.run(args)
+    except StylizeError as e:
+        print(f"{label}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if args.debug:
+            raise
+        print(
+            f"{label}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR

@@ -1,0 +1,153 @@
+"""``stylize bench``: frames per second of models × backends × resolutions, and the chart."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from benchmarks.bench import (
+    CPU_SIZES,
+    DEFAULT_CLIP,
+    DEFAULT_PLOT,
+    GPU_SIZES,
+    RESULTS_DIR,
+    SCHEMA,
+    VARIANTS,
+    cpu_info,
+    device_peak,
+    load_models,
+    machine_info,
+    parse_sizes,
+    plot_results,
+    probe_video,
+    run_matrix,
+    shared_dir,
+    summary,
+    variant_unavailable,
+    write_results,
+)
+from engines.errors import StylizeError
+from stream.cli.options import show_progress
+
+NAME = "bench"
+HELP = "benchmark models × backends × resolutions"
+DESCRIPTION = (
+    "Measure FPS (model-only and end-to-end), write results/<machine>.json, optionally plot every "
+    "results file."
+)
+EXAMPLES = """examples:
+  stylize bench
+  stylize bench --models microast --sizes 720p,1080p,4k --backends torch-fp16,torch-fp16-graph
+  stylize bench --no-run --plot"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", help="comma-separated (default: every registered model whose weights resolve)")
+    p.add_argument("--backends", help=f"comma-separated from {', '.join(VARIANTS)} (default: all available)")
+    p.add_argument(
+        "--sizes",
+        help="WxH list, e.g. 256x256,1280x720 or 720p,1080p,4k "
+        "(default: 256², 512², 720p, 1080p, 4K on CUDA; 256², 512² on the CPU)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument(
+        "--weights", metavar="DIR", help="weights root (default: usual places, then ../shared/weights)"
+    )
+    p.add_argument("--repeats", type=int, help="timed runs per cell (default: 100 CUDA, 10 CPU)")
+    p.add_argument("--warmup", type=int, help="untimed runs first (default: 10 CUDA, 2 CPU)")
+    p.add_argument("--video", help="clip for end-to-end runs (default: the shared Big Buck Bunny clip)")
+    p.add_argument("--e2e-frames", type=int, help="frames per end-to-end run (default: 240 CUDA, 48 CPU)")
+    p.add_argument("--no-e2e", action="store_true", help="model-only timings")
+    p.add_argument("--codec", default="libx264", help="end-to-end encoder (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--peak-tflops", type=float, help="override the device ceiling (TFLOP/s)")
+    p.add_argument("--note", action="append", default=[], help="caveat stored with the results (repeatable)")
+    p.add_argument(
+        "--out", help="results file, or a folder for <machine>.json (default: benchmarks/results/)"
+    )
+    p.add_argument(
+        "--plot",
+        nargs="?",
+        const=str(DEFAULT_PLOT),
+        metavar="PNG",
+        help=f"then draw every results file's FPS vs megapixels (default: {DEFAULT_PLOT.name})",
+    )
+    p.add_argument(
+        "--results-dir", default=str(RESULTS_DIR), help="results files to plot (default: %(default)s)"
+    )
+    p.add_argument("--no-run", action="store_true", help="measure nothing (with --plot: redraw only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the matrix, write/merge the results file, print a table; 1 if any cell failed (not OOM)."""
+    status = 0
+    if not args.no_run:
+        status = _measure(args)
+    if args.plot:
+        n = plot_results(Path(args.results_dir), Path(args.plot))
+        print(f"{args.plot}: {n} lines from {args.results_dir}")
+    return status
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from engines.runtimes.torch_rt import resolve_device
+
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if cuda and device.index is not None:
+        torch.cuda.set_device(device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in ("repeats", "warmup", "e2e_frames"):
+        if (getattr(args, name) or 1) < (0 if name == "warmup" else 1):
+            raise StylizeError(f"--{name.replace('_', '-')} is too small")
+    settings = {
+        "repeats": args.repeats or (100 if cuda else 10),
+        "warmup": args.warmup if args.warmup is not None else (10 if cuda else 2),
+        "e2e_frames": args.e2e_frames or (240 if cuda else 48),
+        "codec": args.codec,
+    }
+    sizes = parse_sizes(args.sizes) if args.sizes else list(GPU_SIZES if cuda else CPU_SIZES)
+    notes = list(args.note)
+    variants = []
+    for name in args.backends.split(",") if args.backends else VARIANTS:
+        name = name.strip()
+        if name not in VARIANTS:
+            raise StylizeError(f"--backends: unknown '{name}'; choose from {', '.join(VARIANTS)}")
+        why = variant_unavailable(VARIANTS[name], device)
+        if why:
+            notes.append(f"backend {name} skipped: {why}")
+        else:
+            variants.append(VARIANTS[name])
+    models, model_notes = load_models(args.models.split(",") if args.models else None, args.weights)
+    notes += model_notes
+    video = None
+    if not args.no_e2e:
+        path = Path(args.video) if args.video else shared_dir() / DEFAULT_CLIP
+        if path.is_file():
+            video = probe_video(path)
+            settings["video"] = f"{path.name} ({video['width']}x{video['height']})"
+        else:
+            notes.append(f"end-to-end skipped: no video at {path} (--video)")
+    for n in notes:
+        print(f"bench: {n}", file=sys.stderr)
+    if not models or not variants:
+        raise StylizeError("nothing to measure: " + "; ".join(notes))
+
+    machine = machine_info(device)
+    peak = device_peak(device, cpu_info(), args.peak_tflops)
+    out = Path(args.out or RESULTS_DIR)
+    if out.is_dir():
+        out /= f"{machine['id']}.json"
+    doc = {"schema": SCHEMA, "machine": machine, "peak": peak, "settings": settings, "notes": notes}
+
+    def save(rows: list[dict]) -> None:
+        write_results(out, {**doc, "results": rows})
+
+    rows = run_matrix(models, variants, sizes, device, settings, peak, video, show_progress(args), save)
+    print(summary(rows))
+    print(f"{out}: {len(rows)} rows ({machine['id']})")
+    return 1 if any(r["status"] == "error" for r in rows) else 0

@@ -1,0 +1,58 @@
+"""``stylize image``: stylize pictures, one file or whole folders."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engines.errors import StylizeError
+from stream.cli.options import add_model_arguments, add_size_arguments, build_stylizer, check_model_arguments
+
+NAME = "image"
+HELP = "stylize pictures"
+DESCRIPTION = (
+    "Stylize pictures (files or folders). Several styles are mixed, equally or with --style-weights."
+)
+EXAMPLES = """examples:
+  stylize image photo.jpg -o out.png --style starry.jpg
+  stylize image photos/ -o stylized/ --style a.jpg b.jpg --style-weights 2 1 --preserve-color
+  stylize image photo.jpg -o out.jpg --style la_muse.jpg --alpha 0.6 --max-side 1024"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", nargs="+", help="content image(s) or folder(s)")
+    p.add_argument("-o", "--output", required=True, help="output file (one content image) or folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_model_arguments(p)
+    add_size_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engines.stylizer import target_size
+    from stream.images import IMAGE_SUFFIXES, list_images, read_image, write_image
+
+    check_model_arguments(args)
+    contents = [p for c in args.content for p in list_images(c)]
+    out = Path(args.output)
+    single_file = len(contents) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
+    if single_file:
+        targets = [out]
+    else:
+        if out.suffix.lower() in IMAGE_SUFFIXES:
+            raise StylizeError(f"{len(contents)} content images need an output folder, not the file {out}")
+        targets = [out / f"{p.stem}_stylized.png" for p in contents]
+    for src, dst in zip(contents, targets, strict=True):
+        if dst.resolve() == src.resolve():
+            raise StylizeError(f"output {dst} is the input file; choose another output name")
+        if dst.exists() and not args.overwrite:
+            raise StylizeError(f"output file already exists: {dst} (use --overwrite to replace it)")
+    stylizer, _, _ = build_stylizer(args)
+    if not single_file:
+        out.mkdir(parents=True, exist_ok=True)
+    for src, dst in zip(contents, targets, strict=True):
+        image = read_image(src)
+        stylizer.size = target_size(*image.shape[:2], args.size, args.max_side)
+        (result,) = stylizer([image])
+        write_image(dst, result, overwrite=args.overwrite)
+        print(dst)
+    return 0

@@ -1,0 +1,133 @@
+"""Options the stylizing commands share (image, convert, live), and what they build: a Stylizer."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engines.errors import StylizeError
+
+log = logging.getLogger("stylize")
+
+
+def add_model_arguments(p: argparse.ArgumentParser, style_help: str = "style image(s)") -> None:
+    """Model, weights, style and runtime options."""
+    from engines.device import PRECISION_CHOICES
+    from engines.runtimes import BACKENDS
+    from engines.weights import DEFAULT_MODEL, REGISTRY
+
+    g = p.add_argument_group("model and style")
+    g.add_argument(
+        "--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY), help="network (default: %(default)s)"
+    )
+    g.add_argument(
+        "--weights",
+        metavar="DIR",
+        help="folder with the model's files (else $STYLIZE_WEIGHTS, cache, download)",
+    )
+    g.add_argument("--style", nargs="+", required=True, metavar="IMAGE", help=style_help)
+    g.add_argument(
+        "--style-weights", nargs="+", type=float, metavar="W", help="mix several styles with these weights"
+    )
+    g.add_argument(
+        "--style-size", type=int, default=512, metavar="PX",
+        help="shorter side of the style image when encoded (default: %(default)s; 0 = as is)",
+    )  # fmt: skip
+    g.add_argument(
+        "--alpha", type=float, default=1.0, help="content–style trade-off in [0, 1] (default: %(default)s)"
+    )
+    g.add_argument(
+        "--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)"
+    )
+    r = p.add_argument_group("runtime")
+    r.add_argument(
+        "--backend", default="torch", choices=BACKENDS, help="inference backend (default: %(default)s)"
+    )
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    r.add_argument(
+        "--precision", default="auto", choices=PRECISION_CHOICES, help="auto = fp16 on CUDA, fp32 on the CPU"
+    )
+    r.add_argument(
+        "--cuda-graph", action="store_true", help="capture the network in a CUDA graph (torch backend, CUDA)"
+    )
+    r.add_argument("--no-download", action="store_true", help="never download weights")
+
+
+def add_size_arguments(p: argparse.ArgumentParser, size: bool = True) -> None:
+    g = p.add_argument_group("processing size")
+    if size:
+        g.add_argument("--size", type=int, metavar="PX", help="scale content so its shorter side is PX")
+    g.add_argument(
+        "--max-side", type=int, metavar="PX", help="scale content down so its longer side is at most PX"
+    )
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.alpha <= 1.0:
+        raise StylizeError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.style_weights is not None:
+        if len(args.style_weights) != len(args.style):
+            raise StylizeError(
+                f"--style-weights has {len(args.style_weights)} values for {len(args.style)} styles"
+            )
+        if any(w < 0 for w in args.style_weights) or sum(args.style_weights) <= 0:
+            raise StylizeError("--style-weights must be non-negative and not all zero")
+    for name in ("size", "max_side"):
+        value = getattr(args, name, None)
+        if value is not None and value < 16:
+            raise StylizeError(f"--{name.replace('_', '-')} must be at least 16 pixels, got {value}")
+    if args.style_size < 0:
+        raise StylizeError(
+            f"--style-size must be positive (or 0 for the original size), got {args.style_size}"
+        )
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    """The backend options the flags asked for (the backend refuses those it does not have)."""
+    return {"cuda_graph": True} if args.cuda_graph else {}
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal, and not with -q."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def load_styles(bank, paths: list[str]) -> list:
+    """Encode (or fetch from the cache) each style image."""
+    from stream.images import read_image, read_image_bytes
+
+    return [bank.add(Path(p).stem, read_image(p), read_image_bytes(p)) for p in paths]
+
+
+def build_stylizer(
+    args: argparse.Namespace, resolution: tuple[int, int] | None = None, mix_styles: bool = True
+):
+    """Model → style bank → engine → Stylizer from the shared arguments: (stylizer, styles, engine).
+
+    With ``mix_styles`` several styles (or ``--style-weights``) become one mixed style; without, the
+    Stylizer starts on the first and ``styles`` lists them all (live switching).
+    """
+    from engines.runtimes import make_engine
+    from engines.styles import StyleBank, mix
+    from engines.stylizer import Stylizer
+    from engines.weights import load_model
+
+    model = load_model(args.model, args.weights, download=not args.no_download, progress=show_progress(args))
+    bank = StyleBank(model, style_size=args.style_size or None)
+    styles = load_styles(bank, args.style)
+    engine = make_engine(
+        args.backend, model, device=args.device, precision=args.precision, resolution=resolution,
+        **engine_options(args),
+    )  # fmt: skip
+    mixed = len(styles) > 1 or args.style_weights
+    style = mix(styles, args.style_weights) if mix_styles and mixed else styles[0]
+    log.info("model %s on %s (%s, %s); style: %s", model.name, engine.device, engine.backend,
+             engine.precision, style.name)  # fmt: skip
+    stylizer = Stylizer(engine, style.stats, alpha=args.alpha, preserve_color=args.preserve_color)
+    return stylizer, styles, engine
+
+
+def engine_label(engine) -> str:
+    return f"{engine.model_name} ({engine.backend} {engine.precision}, {engine.device})"
