@@ -2,8 +2,10 @@
 the compute of frame k.
 
 On CUDA each in-flight slot owns page-locked host buffers (allocated once, reused) and a device input
-buffer. Uploads and downloads run on a copy stream, the network on a compute stream, ordered by CUDA
-events, so the copy engine and the SMs work at the same time. Conversion uint8 ↔ float and BGR ↔ RGB
+buffer. Uploads, the network and downloads run on three streams ordered by CUDA events, so the copy
+engines and the SMs work at the same time. Uploads and downloads need streams of their own: on one
+shared copy stream the upload of frame k+1 would queue behind the download of frame k, which waits
+for compute k, and no copy would ever overlap compute. Conversion uint8 ↔ float and BGR ↔ RGB
 happens on the GPU inside :meth:`engines.stylizer.Stylizer.stylize_tensor`.
 
 A frame's result therefore comes out one call later: ``__call__`` returns the frames finished by now
@@ -50,8 +52,9 @@ class GpuStage:
         self.cuda = self.device.type == "cuda"
         self.depth = depth
         if self.cuda:
-            self.copy_stream = torch.cuda.Stream(self.device)
+            self.upload_stream = torch.cuda.Stream(self.device)
             self.compute_stream = torch.cuda.Stream(self.device)
+            self.download_stream = torch.cuda.Stream(self.device)
         self._buffers: dict[tuple, list[_Slot]] = {}  # per batch shape: depth reusable slots
         self._next: dict[tuple, int] = {}
         self._in_flight: list[_Slot] = []
@@ -101,25 +104,26 @@ class GpuStage:
         if not self.cuda:
             slot.host_out = self.stylizer.stylize_tensor(slot.host_in)
             return
-        with torch.cuda.stream(self.copy_stream):
-            if slot.computed is not None:
-                self.copy_stream.wait_event(slot.computed)  # the last compute read device_in
-            slot.device_in.copy_(slot.host_in, non_blocking=True)
-            slot.uploaded = torch.cuda.Event()
-            slot.uploaded.record(self.copy_stream)
-        self.compute_stream.wait_event(slot.uploaded)
-        with torch.cuda.stream(self.compute_stream):
-            out = self.stylizer.stylize_tensor(slot.device_in)
-            slot.computed = torch.cuda.Event()
-            slot.computed.record(self.compute_stream)
-        self.copy_stream.wait_event(slot.computed)
-        with torch.cuda.stream(self.copy_stream):
-            out.record_stream(self.copy_stream)  # the allocator must not reuse it before the download
-            if slot.host_out is None or slot.host_out.shape != out.shape:
-                slot.host_out = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
-            slot.host_out.copy_(out, non_blocking=True)
-            slot.downloaded = torch.cuda.Event()
-            slot.downloaded.record(self.copy_stream)
+        with torch.cuda.device(self.device):
+            with torch.cuda.stream(self.upload_stream):
+                if slot.computed is not None:
+                    self.upload_stream.wait_event(slot.computed)  # the last compute read device_in
+                slot.device_in.copy_(slot.host_in, non_blocking=True)
+                slot.uploaded = torch.cuda.Event()
+                slot.uploaded.record(self.upload_stream)
+            self.compute_stream.wait_event(slot.uploaded)
+            with torch.cuda.stream(self.compute_stream):
+                out = self.stylizer.stylize_tensor(slot.device_in)
+                slot.computed = torch.cuda.Event()
+                slot.computed.record(self.compute_stream)
+            self.download_stream.wait_event(slot.computed)
+            with torch.cuda.stream(self.download_stream):
+                out.record_stream(self.download_stream)  # the allocator must not reuse it before the download
+                if slot.host_out is None or slot.host_out.shape != out.shape:
+                    slot.host_out = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
+                slot.host_out.copy_(out, non_blocking=True)
+                slot.downloaded = torch.cuda.Event()
+                slot.downloaded.record(self.download_stream)
 
     def _finish(self, slot: _Slot) -> list[Frame]:
         if slot.downloaded is not None:

@@ -1,6 +1,6 @@
 """A sink that feeds a virtual camera, so Zoom/Meet/OBS can use the stylized stream as a webcam.
 
-pyvirtualcam is an optional extra (``adain-stream[vcam]``) and needs a virtual camera device:
+pyvirtualcam is an optional extra (``pip install -e ".[vcam]"``) and needs a virtual camera device:
 v4l2loopback on Linux, OBS's virtual camera (or Unity Capture) on Windows and macOS.
 """
 
@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from engines.errors import StylizeError
+from engines.optional import require
 from stream.frames import Frame
 
 _NO_DEVICE_HELP = {
@@ -30,12 +31,7 @@ class VirtualCameraSink:
     """
 
     def __init__(self, width: int, height: int, fps: float, device: str | None = None) -> None:
-        try:
-            import pyvirtualcam
-        except ImportError:
-            raise StylizeError(
-                "virtual camera output needs pyvirtualcam: pip install 'adain-stream[vcam]'"
-            ) from None
+        pyvirtualcam = require("pyvirtualcam", "virtual camera output")
         self.size = (width, height)
         try:
             self._cam = pyvirtualcam.Camera(

@@ -4,6 +4,8 @@ No test machine has a virtual camera device (v4l2loopback needs a kernel module)
 checked here is that its absence is one clear error, not a crash.
 """
 
+import sys
+
 import pytest
 
 from engines.errors import StylizeError
@@ -22,16 +24,7 @@ def test_no_virtual_camera_device_is_a_clear_error():
 
 
 def test_missing_pyvirtualcam_says_how_to_install(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_pyvirtualcam(name, *args, **kwargs):
-        if name == "pyvirtualcam":
-            raise ImportError("No module named 'pyvirtualcam'")
-        return real_import(name, *args, **kwargs)
-
     # Simulates an install without the optional extra (the package itself is installed for the test above).
-    monkeypatch.setattr(builtins, "__import__", no_pyvirtualcam)
-    with pytest.raises(StylizeError, match=r"pip install 'adain-stream\[vcam\]'"):
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
+    with pytest.raises(StylizeError, match=r'pip install -e "\.\[vcam\]"'):
         VirtualCameraSink(64, 48, 30)

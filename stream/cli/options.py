@@ -110,10 +110,12 @@ def build_stylizer(
     Stylizer starts on the first and ``styles`` lists them all (live switching).
     """
     from engines.runtimes import make_engine
+    from engines.runtimes.options import backend_options
     from engines.styles import StyleBank, mix
     from engines.stylizer import Stylizer
     from engines.weights import load_model
 
+    backend_options(args.backend, engine_options(args))  # a foreign option fails before any loading
     model = load_model(args.model, args.weights, download=not args.no_download, progress=show_progress(args))
     bank = StyleBank(model, style_size=args.style_size or None)
     styles = load_styles(bank, args.style)
