@@ -1,28 +1,42 @@
 """Device and precision rules, for every backend in one place.
 
 - ``auto`` device: CUDA when torch sees a GPU, else the CPU.
-- ``auto`` precision: fp16 on CUDA (tensor cores), fp32 on the CPU, where fp16 convolutions are slower,
-  not faster; fp16 on the CPU is refused. An exported graph carries its own precision
-  (:func:`engines.export.graph_precision`), which ``auto`` then follows.
+- ``auto`` precision: fp16 on CUDA (tensor cores); on the CPU bf16 where the CPU computes it natively
+  (``avx512_bf16`` or AMX) and the backend runs it, else fp32. Measured on a 2-core EPYC with
+  avx512_bf16 at 640×368: microast 13 → 16 FPS, adain-cd16x 23 → 33 FPS (torch, channels_last), with a
+  mean absolute change of the output of 0.017 and 0.005 (tolerance :data:`BF16_TOLERANCE`). fp16 on
+  the CPU is refused: its convolutions are slower there, not faster.
+- An exported graph carries its own precision (:func:`engines.export.graph_precision`); ``auto``
+  follows it.
 """
 
 from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
 
 import torch
 
 from engines.errors import StylizeError
 
-#: the precisions a network can run (and be exported) in
-PRECISIONS = ("fp32", "fp16")
+#: the precisions a network can run in
+PRECISIONS = ("fp32", "fp16", "bf16")
+#: what an exported ONNX graph can be (bf16 runs an fp32 graph with a bf16 hint, see the OpenVINO backend)
+GRAPH_PRECISIONS = ("fp32", "fp16")
 #: what users may ask for
 PRECISION_CHOICES = ("auto", *PRECISIONS)
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: the most bf16 may change a stylized frame from fp32, mean absolute difference on [0, 1] pixels
+BF16_TOLERANCE = 0.03
+#: set to 0 to keep fp32 as the CPU's ``auto`` even where bf16 is native (1 forces bf16)
+BF16_ENV = "STYLIZE_CPU_BF16"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``auto``/None → CUDA when present, else CPU; an unavailable CUDA request is a clear error."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return resolve_device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
@@ -41,14 +55,46 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device, graph_precision: str | None = None) -> str:
-    """The precision to run in; ``graph_precision`` is that of a given exported graph, if any."""
+def resolve_precision(
+    precision: str,
+    device: torch.device,
+    graph_precision: str | None = None,
+    supported: tuple[str, ...] = PRECISIONS,
+    backend: str = "this backend",
+) -> str:
+    """The precision to run in.
+
+    ``graph_precision`` is that of a given exported graph, if any; ``supported`` what the backend runs.
+    """
     if precision not in PRECISION_CHOICES:
         raise StylizeError(f"unknown precision '{precision}': choose one of {', '.join(PRECISION_CHOICES)}")
     if precision == "auto":
-        precision = graph_precision or ("fp16" if device.type == "cuda" else "fp32")
+        if graph_precision is not None:
+            precision = graph_precision
+        elif device.type == "cuda":
+            precision = "fp16"
+        else:
+            precision = "bf16" if "bf16" in supported and cpu_bf16_native() else "fp32"
+    if precision not in supported:
+        raise StylizeError(f"{backend} runs {' or '.join(supported)}, not {precision}")
     if precision == "fp16" and device.type != "cuda":
-        raise StylizeError("fp16 needs a CUDA device; use --precision fp32 on the CPU")
+        raise StylizeError("fp16 needs a CUDA device; use --precision fp32 (or bf16) on the CPU")
     if graph_precision is not None and graph_precision != precision:
         raise StylizeError(f"the ONNX graph is {graph_precision}, but precision {precision} was asked for")
     return precision
+
+
+@functools.cache
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 natively (``avx512_bf16`` or AMX), unless STYLIZE_CPU_BF16 says."""
+    forced = os.environ.get(BF16_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: stay with fp32 rather than guess
+        return False
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from engines.atomic import write_atomic
-from engines.device import PRECISIONS
+from engines.device import GRAPH_PRECISIONS
 from engines.errors import StylizeError
 from engines.models.base import StyleModel, round_up
 from engines.optional import require
@@ -103,8 +103,10 @@ def export_onnx(
     second.
     """
     onnx = import_onnx()
-    if precision not in PRECISIONS:
-        raise StylizeError(f"unknown export precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    if precision not in GRAPH_PRECISIONS:
+        raise StylizeError(
+            f"unknown export precision '{precision}': choose one of {', '.join(GRAPH_PRECISIONS)}"
+        )
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise StylizeError(
             f"opset {opset} is not supported: choose {MIN_OPSET}–{MAX_OPSET} (default {DEFAULT_OPSET})"

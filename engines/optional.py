@@ -11,6 +11,7 @@ from engines.errors import StylizeError
 EXTRAS = {
     "onnx": "onnx",
     "onnxruntime": "onnx",
+    "openvino": "openvino",
     "tensorrt": "trt",
     "pyvirtualcam": "vcam",
     "matplotlib": "dev",

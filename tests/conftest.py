@@ -9,6 +9,10 @@ import cv2  # noqa: F401  before any test module imports av (see stream/__init__
 import pytest
 import torch
 
+# fp32 as the CPU's "auto" precision for the whole suite (and its subprocesses), so results compare
+# exactly across machines; bf16 has tests of its own that ask for it explicitly.
+os.environ.setdefault("STYLIZE_CPU_BF16", "0")
+
 #: ``../shared`` next to the repository; STYLIZE_SHARED points elsewhere (the GPU machine's copy).
 SHARED = Path(os.environ.get("STYLIZE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 

@@ -29,7 +29,7 @@ def test_make_engine_refuses_a_foreign_option_before_any_work():
         make_engine("onnxruntime", None, cuda_graph=True)
     with pytest.raises(StylizeError, match="unknown backend 'jax'"):
         make_engine("jax", None)
-    assert BACKENDS == ("torch", "onnxruntime", "tensorrt")
+    assert BACKENDS == ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def test_device_rules():

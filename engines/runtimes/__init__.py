@@ -47,13 +47,23 @@ def make_engine(
     if backend == "torch":
         from engines.runtimes.torch_rt import TorchEngine
 
-        return TorchEngine(model, dev, resolve_precision(precision, dev), cuda_graph=opts.cuda_graph)
+        return TorchEngine(model, dev, precision, cuda_graph=opts.cuda_graph)
 
     if backend == "onnxruntime":
         from engines.runtimes.onnxrt import OnnxRuntimeEngine
 
-        graph = _graph(model, precision, dev, opts.onnx_path)
+        graph = _graph(model, precision, dev, opts.onnx_path, backend)
         return OnnxRuntimeEngine(graph, dev, providers=opts.providers)
+
+    if backend == "openvino":
+        from engines.export import graph_for
+        from engines.runtimes.openvino import OpenVINOEngine
+
+        if dev.type != "cpu":
+            raise StylizeError(f"the OpenVINO backend runs on the CPU, not {dev}: use --device cpu")
+        run_precision = resolve_precision(precision, dev, supported=("fp32", "bf16"), backend="OpenVINO")
+        graph = graph_for(model, "fp32", opts.onnx_path)
+        return OpenVINOEngine(graph, run_precision, threads=opts.threads)
 
     from engines.engine_cache import EngineCache
     from engines.runtimes import trt_build
@@ -61,20 +71,23 @@ def make_engine(
 
     if dev.type != "cuda":
         raise StylizeError(f"the TensorRT backend needs a CUDA GPU, not {dev}")
-    graph = _graph(model, precision, dev, opts.onnx_path)
+    graph = _graph(model, precision, dev, opts.onnx_path, backend)
     settings = trt_build.plan_settings(graph, dev, resolution or DEFAULT_RESOLUTION, opts)
     cache = EngineCache(opts.cache_dir)
     plan = trt_build.load_or_build(graph, settings, cache, dev, opts.workspace_bytes)
     return TensorRTEngine(plan, graph, dev, settings)
 
 
-def _graph(model: StyleModel, precision: str, device, onnx_path):
+def _graph(model: StyleModel, precision: str, device, onnx_path, backend: str):
     """The graph to run: a given file's (its precision unless one is asked), else a fresh export."""
+    from engines.device import GRAPH_PRECISIONS
     from engines.export import graph_for
 
+    def resolve(p: str) -> str:
+        return resolve_precision(p, device, supported=GRAPH_PRECISIONS, backend=f"the {backend} backend")
+
     if onnx_path is None:
-        return graph_for(model, resolve_precision(precision, device))
-    wanted = None if precision == "auto" else resolve_precision(precision, device)
-    graph = graph_for(model, wanted, onnx_path)
-    resolve_precision(graph.precision, device)  # an fp16 file on the CPU is refused here
+        return graph_for(model, resolve(precision))
+    graph = graph_for(model, None if precision == "auto" else resolve(precision), onnx_path)
+    resolve(graph.precision)  # an fp16 file on the CPU is refused here
     return graph

@@ -34,9 +34,16 @@ class TensorRTOptions:
     cache_dir: Path | None = None  # engine cache folder; default: the user cache
 
 
+@dataclass(frozen=True)
+class OpenVINOOptions:
+    onnx_path: Path | None = None  # an fp32 file from `stylize export`; default: export in memory
+    threads: int | None = None  # inference threads; default: every CPU this process may use
+
+
 OPTIONS: dict[str, type] = {
     "torch": TorchOptions,
     "onnxruntime": OnnxRuntimeOptions,
+    "openvino": OpenVINOOptions,
     "tensorrt": TensorRTOptions,
 }
 

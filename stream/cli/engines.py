@@ -19,7 +19,7 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from engines.device import PRECISIONS
+    from engines.device import GRAPH_PRECISIONS
     from engines.engine_cache import default_root
     from engines.weights import DEFAULT_MODEL, REGISTRY
 
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = verbs.add_parser("build", help="build (or find) the engine for a model and resolution")
     b.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY), help="(default: %(default)s)")
     b.add_argument("--weights", metavar="DIR", help="folder holding the model's weights")
-    b.add_argument("--precision", default="fp16", choices=PRECISIONS, help="(default: %(default)s)")
+    b.add_argument("--precision", default="fp16", choices=GRAPH_PRECISIONS, help="(default: %(default)s)")
     b.add_argument(
         "--size", default="1280x720", metavar="WxH", help="resolution to optimize for (default: %(default)s)"
     )

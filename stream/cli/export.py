@@ -19,7 +19,7 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from engines.device import PRECISIONS
+    from engines.device import GRAPH_PRECISIONS
     from engines.export import DEFAULT_OPSET
     from engines.weights import DEFAULT_MODEL, REGISTRY
 
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--weights", metavar="DIR", help="folder holding the model's weights")
     p.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32",
+        "--precision", choices=GRAPH_PRECISIONS, default="fp32",
         help="fp16: network in float16, AdaIN statistics kept in float32 (default: %(default)s)",
     )  # fmt: skip
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s)")
