@@ -55,7 +55,10 @@ def measure(out: Path, dry_run: bool, models: str | None) -> int:
     import cv2
     import torch
 
-    from benchmarks import bench
+    from benchmarks.inputs import DEFAULT_CLIP, load_models, shared_dir, synthetic_style
+    from benchmarks.machine import machine_info
+    from benchmarks.matrix import VARIANTS, build_engine
+    from benchmarks.timing import bench_model, pipeline_fps, serial_fps
     from engines.stylizer import Stylizer
     from stream.video_source import VideoFileSource
 
@@ -64,27 +67,27 @@ def measure(out: Path, dry_run: bool, models: str | None) -> int:
     sizes = [(1280, 720), (1920, 1080)] if not dry_run else [(128, 72)]
     variants = ["torch-fp16", "torch-fp16-graph"] if cuda else ["torch-fp32"]
     n_frames, warmup, repeats = (120, 10, 50) if not dry_run else (4, 1, 2)
-    loaded, notes = bench.load_models(models.split(",") if models else None, None)
-    doc = {"machine": bench.machine_info(device), "notes": notes, "frames": n_frames, "rows": []}
+    loaded, notes = load_models(models.split(",") if models else None, None)
+    doc = {"machine": machine_info(device), "notes": notes, "frames": n_frames, "rows": []}
     path = out / "measure.json"
-    clip = bench.shared_dir() / bench.DEFAULT_CLIP
+    clip = shared_dir() / DEFAULT_CLIP
     with VideoFileSource(clip) as src:
         decoded = [f.image for _, f in zip(range(n_frames), src, strict=False)]
     for (w, h), (name, model) in itertools.product(sizes, loaded.items()):
         images = [cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) for im in decoded]
-        stats = bench.synthetic_style(model)
+        stats = synthetic_style(model)
         for variant in variants:
             row: dict = {"model": name, "backend": variant, "width": w, "height": h}
             print(f"measure: {name} {variant} {w}x{h}", flush=True)
             try:
-                engine = bench.build_engine(model, bench.VARIANTS[variant], device, (w, h))
+                engine = build_engine(model, VARIANTS[variant], device, (w, h))
                 stylizer = Stylizer(engine, stats)
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
-                row["model_only"] = bench.bench_model(engine, stats, (w, h), warmup, repeats)
-                row["serial_loop"] = bench.serial_fps(stylizer, images)
-                row["pipeline_depth1"] = bench.pipeline_fps(stylizer, images, depth=1)
-                row["pipeline_depth2"] = bench.pipeline_fps(stylizer, images, depth=2)
+                row["model_only"] = bench_model(engine, stats, (w, h), warmup, repeats)
+                row["serial_loop"] = serial_fps(stylizer, images)
+                row["pipeline_depth1"] = pipeline_fps(stylizer, images, depth=1)
+                row["pipeline_depth2"] = pipeline_fps(stylizer, images, depth=2)
                 if cuda:
                     row["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
             except Exception as e:  # keep measuring the other rows

@@ -8,27 +8,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench import (
-    CPU_SIZES,
-    DEFAULT_CLIP,
-    DEFAULT_PLOT,
-    GPU_SIZES,
-    RESULTS_DIR,
-    SCHEMA,
-    VARIANTS,
-    cpu_info,
-    device_peak,
-    load_models,
-    machine_info,
-    parse_sizes,
-    plot_results,
-    probe_video,
-    run_matrix,
-    shared_dir,
-    summary,
-    variant_unavailable,
-    write_results,
-)
+from benchmarks.inputs import DEFAULT_CLIP, load_models, probe_video, shared_dir
+from benchmarks.machine import cpu_info, device_peak, machine_info
+from benchmarks.matrix import CPU_SIZES, GPU_SIZES, VARIANTS, parse_sizes, run_matrix, variant_unavailable
+from benchmarks.results import COMMITTED_DIR, PLOT_NAME, SCHEMA, plot_results, summary, write_results
 from engines.errors import StylizeError
 from stream.cli.options import show_progress
 
@@ -71,12 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--plot",
         nargs="?",
-        const=str(DEFAULT_PLOT),
+        const=str(COMMITTED_DIR / PLOT_NAME),
         metavar="PNG",
-        help=f"then draw every results file's FPS vs megapixels (default: {DEFAULT_PLOT.name})",
+        help=f"then draw every results file's FPS vs megapixels (default: {PLOT_NAME})",
     )
     p.add_argument(
-        "--results-dir", default=str(RESULTS_DIR), help="results files to plot (default: %(default)s)"
+        "--results-dir", default=str(COMMITTED_DIR), help="results files to plot (default: %(default)s)"
     )
     p.add_argument("--no-run", action="store_true", help="measure nothing (with --plot: redraw only)")
 
@@ -139,7 +122,7 @@ def _measure(args: argparse.Namespace) -> int:
 
     machine = machine_info(device)
     peak = device_peak(device, cpu_info(), args.peak_tflops)
-    out = Path(args.out or RESULTS_DIR)
+    out = Path(args.out or COMMITTED_DIR)
     if out.is_dir():
         out /= f"{machine['id']}.json"
     doc = {"schema": SCHEMA, "machine": machine, "peak": peak, "settings": settings, "notes": notes}
