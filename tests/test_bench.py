@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.machine import cpu_peak_tflops, gpu_peak_tflops
 from benchmarks.matrix import e2e_sizes, parse_sizes
-from benchmarks.results import SCHEMA, merge_results, plot_results
+from benchmarks.results import COMMITTED_DIR, PLOT_NAME, SCHEMA, merge_results, plot_results
 from benchmarks.timing import latency_stats
 from engines.errors import StylizeError
 from stream.cli import main
@@ -155,3 +155,43 @@ def test_plot_draws_every_results_file(tmp_path: Path) -> None:
     png = tmp_path / "fps.png"
     assert plot_results(tmp_path, png) == 2
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def test_bench_writes_to_the_current_folder_not_the_package(
+    shared_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committed = _listing(COMMITTED_DIR)
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "--models", "microast", "--backends", "torch-fp32", "--sizes", "32x32"]
+    args += ["--device", "cpu", "--repeats", "1", "--warmup", "0", "--no-e2e"]
+    assert main([*args, "--weights", str(shared_weights), "--quiet"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["bench-results"]
+    written = list((tmp_path / "bench-results").iterdir())
+    assert len(written) == 1
+    doc = json.loads(written[0].read_text())
+    assert written[0].name == f"{doc['machine']['id']}.json" and len(doc["results"]) == 1
+    assert _listing(COMMITTED_DIR) == committed
+
+
+def test_plot_charts_the_output_folder_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    rows = [
+        {"kind": "model", "model": "m", "backend": "torch-fp32", "width": s, "height": s}
+        | {"megapixels": s * s / 1e6, "fps": 100 / s, "status": "ok"}
+        for s in (256, 512)
+    ]
+    out = tmp_path / "bench-results"
+    out.mkdir()
+    (out / "cpu-2c.json").write_text(json.dumps({"machine": {"id": "cpu-2c", "gpu": None}, "results": rows}))
+    committed = _listing(COMMITTED_DIR)
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--no-run", "--plot", "--quiet"]) == 0
+    assert (out / PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = tmp_path / "elsewhere"  # --out names the folder of both the results and the chart
+    assert main(["bench", "--no-run", "--plot", "--results-dir", str(out), "--out", str(other)]) == 0
+    assert (other / PLOT_NAME).is_file()
+    assert _listing(COMMITTED_DIR) == committed
