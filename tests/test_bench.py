@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.device_check import REPO, read_options
 from benchmarks.machine import cpu_peak_tflops, gpu_peak_tflops
 from benchmarks.matrix import e2e_sizes, parse_sizes
 from benchmarks.results import COMMITTED_DIR, PLOT_NAME, SCHEMA, merge_results, plot_results
@@ -195,3 +196,12 @@ def test_plot_charts_the_output_folder_by_default(tmp_path: Path, monkeypatch: p
     assert main(["bench", "--no-run", "--plot", "--results-dir", str(out), "--out", str(other)]) == 0
     assert (other / PLOT_NAME).is_file()
     assert _listing(COMMITTED_DIR) == committed
+
+
+def test_device_check_reads_its_few_options_by_hand() -> None:
+    opts = read_options(["--dry-run", "--models", "microast"], {"OUT": "/tmp/out"})
+    assert (opts.out, opts.dry_run, opts.models, opts.part) == (Path("/tmp/out"), True, "microast", None)
+    opts = read_options(["measure", "--models=a,b"], {})
+    assert (opts.out, opts.dry_run, opts.models, opts.part) == (REPO / "device_out", False, "a,b", "measure")
+    with pytest.raises(SystemExit, match="unexpected argument '--out'"):
+        read_options(["--out", "x"], {})
