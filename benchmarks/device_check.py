@@ -12,14 +12,19 @@ of the others:
    pipeline) → ``<machine>.json`` (merged with the committed results of that machine, ready to be
    committed to benchmarks/results/), and ``fps.png`` drawn with every committed results file.
 
-``device_check.json`` says how each part ended. ``--dry-run`` runs the same parts on the CPU at a
-tiny size, to check the script where there is no GPU. Inputs: weights and the clip from
-``$STYLIZE_SHARED`` (``.device/`` on the GPU machine, see ``device_check.sh``), else ``../shared``.
+``device_check.json`` says how each part ended. Every output goes to ``$OUT`` (default
+``device_out/`` in the repository). Inputs: weights and the clip from ``$STYLIZE_SHARED``
+(``.device/`` on the GPU machine, see ``device_check.sh``), else ``../shared``.
+
+    [OUT=DIR] python benchmarks/device_check.py [--dry-run] [--models A,B]
+
+``--dry-run`` runs the same parts on the CPU at a tiny size, to check the script where there is no
+GPU; ``--models`` limits the models (default: every model whose weights resolve). The command line
+is read by hand (:func:`read_options`): only the commands layer, ``stream/cli/``, uses argparse.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import itertools
 import json
@@ -29,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,9 +49,9 @@ def _now() -> str:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    from engines.atomic import write_atomic  # after main() has put this checkout first on sys.path
+
+    write_atomic(path, (json.dumps(doc, indent=1, default=str) + "\n").encode())
 
 
 # --- part 2: the real-time numbers ---------------------------------------------------------------
@@ -55,7 +62,10 @@ def measure(out: Path, dry_run: bool, models: str | None) -> int:
     import cv2
     import torch
 
-    from benchmarks import bench
+    from benchmarks.inputs import DEFAULT_CLIP, load_models, shared_dir, synthetic_style
+    from benchmarks.machine import machine_info
+    from benchmarks.matrix import VARIANTS, build_engine
+    from benchmarks.timing import bench_model, pipeline_fps, serial_fps
     from engines.stylizer import Stylizer
     from stream.video_source import VideoFileSource
 
@@ -64,27 +74,27 @@ def measure(out: Path, dry_run: bool, models: str | None) -> int:
     sizes = [(1280, 720), (1920, 1080)] if not dry_run else [(128, 72)]
     variants = ["torch-fp16", "torch-fp16-graph"] if cuda else ["torch-fp32"]
     n_frames, warmup, repeats = (120, 10, 50) if not dry_run else (4, 1, 2)
-    loaded, notes = bench.load_models(models.split(",") if models else None, None)
-    doc = {"machine": bench.machine_info(device), "notes": notes, "frames": n_frames, "rows": []}
+    loaded, notes = load_models(models.split(",") if models else None, None)
+    doc = {"machine": machine_info(device), "notes": notes, "frames": n_frames, "rows": []}
     path = out / "measure.json"
-    clip = bench.shared_dir() / bench.DEFAULT_CLIP
+    clip = shared_dir() / DEFAULT_CLIP
     with VideoFileSource(clip) as src:
         decoded = [f.image for _, f in zip(range(n_frames), src, strict=False)]
     for (w, h), (name, model) in itertools.product(sizes, loaded.items()):
         images = [cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) for im in decoded]
-        stats = bench.synthetic_style(model)
+        stats = synthetic_style(model)
         for variant in variants:
             row: dict = {"model": name, "backend": variant, "width": w, "height": h}
             print(f"measure: {name} {variant} {w}x{h}", flush=True)
             try:
-                engine = bench.build_engine(model, bench.VARIANTS[variant], device, (w, h))
+                engine = build_engine(model, VARIANTS[variant], device, (w, h))
                 stylizer = Stylizer(engine, stats)
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
-                row["model_only"] = bench.bench_model(engine, stats, (w, h), warmup, repeats)
-                row["serial_loop"] = bench.serial_fps(stylizer, images)
-                row["pipeline_depth1"] = bench.pipeline_fps(stylizer, images, depth=1)
-                row["pipeline_depth2"] = bench.pipeline_fps(stylizer, images, depth=2)
+                row["model_only"] = bench_model(engine, stats, (w, h), warmup, repeats)
+                row["serial_loop"] = serial_fps(stylizer, images)
+                row["pipeline_depth1"] = pipeline_fps(stylizer, images, depth=1)
+                row["pipeline_depth2"] = pipeline_fps(stylizer, images, depth=2)
                 if cuda:
                     row["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
             except Exception as e:  # keep measuring the other rows
@@ -128,7 +138,9 @@ def _run(name: str, cmd: list[str], log: Path | None, env: dict) -> dict:
 
 
 def orchestrate(out: Path, dry_run: bool, models: str | None) -> int:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    from benchmarks.results import COMMITTED_DIR
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OUT": str(out)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     py = sys.executable
     summary: dict = {"started": _now(), "dry_run": dry_run, "parts": {}}
@@ -140,13 +152,13 @@ def orchestrate(out: Path, dry_run: bool, models: str | None) -> int:
         pytest.append("--timeout=60")
     parts["pytest"] = _run("pytest", pytest, out / "pytest.log", env)
 
-    measure_cmd = [py, "-m", "benchmarks.device_check", "--part", "measure", "--out", str(out), *model_args]
+    measure_cmd = [py, "-m", "benchmarks.device_check", "measure", *model_args]
     parts["measure"] = _run("measure", measure_cmd + (["--dry-run"] if dry_run else []), None, env)
 
     # The matrix merges into a copy of the committed results, so the chart shows every device and the
     # returned <machine>.json can be committed as is. It saves after every cell, so a timeout keeps rows.
     with tempfile.TemporaryDirectory(prefix="bench-results-") as tmp:
-        for f in (REPO / "benchmarks" / "results").glob("*.json"):
+        for f in COMMITTED_DIR.glob("*.json"):
             shutil.copy2(f, tmp)
         before = {p.name: p.stat().st_mtime for p in Path(tmp).glob("*.json")}
         matrix = "--sizes 720p,1080p --repeats 50 --warmup 10 --e2e-frames 96"
@@ -176,20 +188,52 @@ def orchestrate(out: Path, dry_run: bool, models: str | None) -> int:
     return 0 if all(p.get("rc") == 0 for p in parts.values()) else 1
 
 
+@dataclass(frozen=True)
+class Options:
+    """What one run does: its output folder, CPU dry run or not, which models, which part."""
+
+    out: Path
+    dry_run: bool = False
+    models: str | None = None
+    part: str | None = None  # "measure": the subprocess that runs part 2
+
+
+USAGE = "usage: [OUT=DIR] python benchmarks/device_check.py [--dry-run] [--models A,B]"
+
+
+def read_options(argv: list[str], environ: Mapping[str, str]) -> Options:
+    """``[measure] [--dry-run] [--models A,B]`` and ``$OUT``: the few words device_check.sh passes on.
+
+    ``measure`` is how the orchestrator starts part 2 in its own process. Anything else is an error.
+    """
+    words = list(argv)
+    part = words.pop(0) if words[:1] == ["measure"] else None
+    dry_run, models = False, None
+    while words:
+        word = words.pop(0)
+        if word == "--dry-run":
+            dry_run = True
+        elif word == "--models" and words:
+            models = words.pop(0)
+        elif word.startswith("--models="):
+            models = word.partition("=")[2]
+        elif word in ("-h", "--help"):
+            print(f"{USAGE}\n\n{__doc__}")
+            sys.exit(0)
+        else:
+            sys.exit(f"device_check.py: unexpected argument '{word}'\n{USAGE}")
+    out = Path(environ.get("OUT") or REPO / "device_out")
+    return Options(out=out, dry_run=dry_run, models=models or None, part=part)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "device_out"), help="output folder")
-    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: check the script without a GPU")
-    p.add_argument("--models", help="comma-separated (default: every model whose weights resolve)")
-    p.add_argument("--part", choices=("measure",), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if str(REPO) not in sys.path:  # run as a file: make the project importable
+    opts = read_options(sys.argv[1:] if argv is None else argv, os.environ)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    if str(REPO) not in sys.path:  # run as a file: make this checkout importable
         sys.path.insert(0, str(REPO))
-    if args.part == "measure":
-        return measure(out, args.dry_run, args.models)
-    return orchestrate(out, args.dry_run, args.models)
+    if opts.part == "measure":
+        return measure(opts.out, opts.dry_run, opts.models)
+    return orchestrate(opts.out, opts.dry_run, opts.models)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench
+from benchmarks.device_check import REPO, read_options
+from benchmarks.machine import cpu_peak_tflops, gpu_peak_tflops
+from benchmarks.matrix import e2e_sizes, parse_sizes
+from benchmarks.results import COMMITTED_DIR, PLOT_NAME, SCHEMA, merge_results, plot_results
+from benchmarks.timing import latency_stats
 from engines.errors import StylizeError
 from stream.cli import main
 
@@ -16,35 +20,35 @@ from stream.cli import main
 def test_latency_stats_from_known_timings() -> None:
     ms = list(range(1, 21))  # 1..20 ms
     random.Random(0).shuffle(ms)
-    stats = bench.latency_stats([m / 1000 for m in ms])
+    stats = latency_stats([m / 1000 for m in ms])
     # linear interpolation: p50 halfway between 10 and 11, p95 at rank 0.95·19 = 18.05 → 19.05 ms
     assert stats["p50_ms"] == pytest.approx(10.5)
     assert stats["p95_ms"] == pytest.approx(19.05)
     assert stats["mean_ms"] == pytest.approx(10.5)
     assert stats["fps"] == pytest.approx(1000 / 10.5)
-    assert bench.latency_stats([0.004])["p95_ms"] == pytest.approx(4.0)
+    assert latency_stats([0.004])["p95_ms"] == pytest.approx(4.0)
     with pytest.raises(ValueError):
-        bench.latency_stats([])
+        latency_stats([])
 
 
 def test_peaks_formula_and_gpu_table() -> None:
-    tflops, formula = bench.cpu_peak_tflops(2, 2.5, {"avx", "avx2", "fma", "avx512f"})
+    tflops, formula = cpu_peak_tflops(2, 2.5, {"avx", "avx2", "fma", "avx512f"})
     assert tflops == pytest.approx(2 * 2.5 * 64 / 1000) and "64 fp32 FLOP/cycle" in formula
-    assert bench.cpu_peak_tflops(4, 3.0, {"avx", "avx2", "fma"})[0] == pytest.approx(4 * 3.0 * 32 / 1000)
-    assert bench.gpu_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
-    assert bench.gpu_peak_tflops("NVIDIA H100 PCIe") == 756.5
-    assert bench.gpu_peak_tflops("NVIDIA H200") == 989.4
-    assert bench.gpu_peak_tflops("NVIDIA L40S") == 362.05  # not mistaken for an L4
-    assert bench.gpu_peak_tflops("Tesla V100-PCIE-16GB") == 112.0
-    assert bench.gpu_peak_tflops("Some Future GPU") is None
+    assert cpu_peak_tflops(4, 3.0, {"avx", "avx2", "fma"})[0] == pytest.approx(4 * 3.0 * 32 / 1000)
+    assert gpu_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert gpu_peak_tflops("NVIDIA H100 PCIe") == 756.5
+    assert gpu_peak_tflops("NVIDIA H200") == 989.4
+    assert gpu_peak_tflops("NVIDIA L40S") == 362.05  # not mistaken for an L4
+    assert gpu_peak_tflops("Tesla V100-PCIE-16GB") == 112.0
+    assert gpu_peak_tflops("Some Future GPU") is None
 
 
 def test_sizes_and_end_to_end_sizes() -> None:
-    assert bench.parse_sizes("256x256, 1280x720,1080p") == [(256, 256), (1280, 720), (1920, 1080)]
+    assert parse_sizes("256x256, 1280x720,1080p") == [(256, 256), (1280, 720), (1920, 1080)]
     with pytest.raises(StylizeError):
-        bench.parse_sizes("720")
+        parse_sizes("720")
     # native first, then scaled to each HD height, aspect kept, even sides; tiny sizes add nothing
-    got = bench.e2e_sizes((854, 480), [(256, 256), (1280, 720), (1920, 1080)])
+    got = e2e_sizes((854, 480), [(256, 256), (1280, 720), (1920, 1080)])
     assert got == [(854, 480), (1280, 720), (1922, 1080)]  # 854:480 is a little wider than 16:9
 
 
@@ -62,12 +66,12 @@ def test_merge_replaces_measured_cells_and_keeps_the_rest() -> None:
 
     old = {"machine": {"id": "a"}, "results": [row("torch-fp32", 1), row("onnxruntime", 2)]}
     new = {"machine": {"id": "a"}, "results": [row("torch-fp32", 3)]}
-    merged = bench.merge_results(old, new)
+    merged = merge_results(old, new)
     assert sorted((r["backend"], r["fps"]) for r in merged["results"]) == [
         ("onnxruntime", 2),
         ("torch-fp32", 3),
     ]
-    assert bench.merge_results({**old, "machine": {"id": "b"}}, new) == new  # another machine: replaced
+    assert merge_results({**old, "machine": {"id": "b"}}, new) == new  # another machine: replaced
 
 
 def test_bench_command_writes_documented_json(
@@ -103,7 +107,7 @@ def test_bench_command_writes_documented_json(
     ]
     assert main(args) == 0
     doc = json.loads(out.read_text())
-    assert doc["schema"] == bench.SCHEMA and doc["notes"] == ["test run"]
+    assert doc["schema"] == SCHEMA and doc["notes"] == ["test run"]
     machine = doc["machine"]
     for key in (
         "id",
@@ -150,5 +154,54 @@ def test_plot_draws_every_results_file(tmp_path: Path) -> None:
         doc = {"machine": {"id": machine, "gpu": gpu}, "results": rows}
         (tmp_path / f"{machine}.json").write_text(json.dumps(doc))
     png = tmp_path / "fps.png"
-    assert bench.plot_results(tmp_path, png) == 2
+    assert plot_results(tmp_path, png) == 2
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def test_bench_writes_to_the_current_folder_not_the_package(
+    shared_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committed = _listing(COMMITTED_DIR)
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "--models", "microast", "--backends", "torch-fp32", "--sizes", "32x32"]
+    args += ["--device", "cpu", "--repeats", "1", "--warmup", "0", "--no-e2e"]
+    assert main([*args, "--weights", str(shared_weights), "--quiet"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["bench-results"]
+    written = list((tmp_path / "bench-results").iterdir())
+    assert len(written) == 1
+    doc = json.loads(written[0].read_text())
+    assert written[0].name == f"{doc['machine']['id']}.json" and len(doc["results"]) == 1
+    assert _listing(COMMITTED_DIR) == committed
+
+
+def test_plot_charts_the_output_folder_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    rows = [
+        {"kind": "model", "model": "m", "backend": "torch-fp32", "width": s, "height": s}
+        | {"megapixels": s * s / 1e6, "fps": 100 / s, "status": "ok"}
+        for s in (256, 512)
+    ]
+    out = tmp_path / "bench-results"
+    out.mkdir()
+    (out / "cpu-2c.json").write_text(json.dumps({"machine": {"id": "cpu-2c", "gpu": None}, "results": rows}))
+    committed = _listing(COMMITTED_DIR)
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--no-run", "--plot", "--quiet"]) == 0
+    assert (out / PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = tmp_path / "elsewhere"  # --out names the folder of both the results and the chart
+    assert main(["bench", "--no-run", "--plot", "--results-dir", str(out), "--out", str(other)]) == 0
+    assert (other / PLOT_NAME).is_file()
+    assert _listing(COMMITTED_DIR) == committed
+
+
+def test_device_check_reads_its_few_options_by_hand() -> None:
+    opts = read_options(["--dry-run", "--models", "microast"], {"OUT": "/tmp/out"})
+    assert (opts.out, opts.dry_run, opts.models, opts.part) == (Path("/tmp/out"), True, "microast", None)
+    opts = read_options(["measure", "--models=a,b"], {})
+    assert (opts.out, opts.dry_run, opts.models, opts.part) == (REPO / "device_out", False, "a,b", "measure")
+    with pytest.raises(SystemExit, match="unexpected argument '--out'"):
+        read_options(["--out", "x"], {})

@@ -1,4 +1,9 @@
-"""``stylize bench``: frames per second of models × backends × resolutions, and the chart."""
+"""``stylize bench``: frames per second of models × backends × resolutions, and the chart.
+
+Everything it writes goes to ``./bench-results/`` of the current folder, or to ``--out``: never into
+the installed package. The project's committed results (``benchmarks/results/``) change only when
+named explicitly, e.g. ``--out benchmarks/results`` in a source checkout.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +13,26 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.bench import (
-    CPU_SIZES,
-    DEFAULT_CLIP,
-    DEFAULT_PLOT,
-    GPU_SIZES,
-    RESULTS_DIR,
-    SCHEMA,
-    VARIANTS,
-    cpu_info,
-    device_peak,
-    load_models,
-    machine_info,
-    parse_sizes,
-    plot_results,
-    probe_video,
-    run_matrix,
-    shared_dir,
-    summary,
-    variant_unavailable,
-    write_results,
-)
+from benchmarks.inputs import DEFAULT_CLIP, load_models, probe_video, shared_dir
+from benchmarks.machine import cpu_info, device_peak, machine_info
+from benchmarks.matrix import CPU_SIZES, GPU_SIZES, VARIANTS, parse_sizes, run_matrix, variant_unavailable
+from benchmarks.results import PLOT_NAME, SCHEMA, plot_results, summary, write_results
 from engines.errors import StylizeError
 from stream.cli.options import show_progress
 
 NAME = "bench"
 HELP = "benchmark models × backends × resolutions"
 DESCRIPTION = (
-    "Measure FPS (model-only and end-to-end), write results/<machine>.json, optionally plot every "
-    "results file."
+    "Measure FPS (model-only and end-to-end), write ./bench-results/<machine>.json (or --out), "
+    "optionally chart every results file of a folder."
 )
+#: Relative, so it lands in the folder the command runs from.
+DEFAULT_OUT = Path("bench-results")
 EXAMPLES = """examples:
   stylize bench
   stylize bench --models microast --sizes 720p,1080p,4k --backends torch-fp16,torch-fp16-graph
-  stylize bench --no-run --plot"""
+  stylize bench --no-run --plot                  (chart ./bench-results/*.json)
+  stylize bench --no-run --plot --results-dir benchmarks/results --out benchmarks/results"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,18 +57,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak-tflops", type=float, help="override the device ceiling (TFLOP/s)")
     p.add_argument("--note", action="append", default=[], help="caveat stored with the results (repeatable)")
     p.add_argument(
-        "--out", help="results file, or a folder for <machine>.json (default: benchmarks/results/)"
+        "--out",
+        metavar="PATH",
+        help=f"folder for <machine>.json, or a .json file (default: ./{DEFAULT_OUT}/ in the current folder)",
     )
     p.add_argument(
         "--plot",
         nargs="?",
-        const=str(DEFAULT_PLOT),
+        const="",
         metavar="PNG",
-        help=f"then draw every results file's FPS vs megapixels (default: {DEFAULT_PLOT.name})",
+        help=f"then chart every results file's FPS vs megapixels (default: {PLOT_NAME} in the output folder)",
     )
-    p.add_argument(
-        "--results-dir", default=str(RESULTS_DIR), help="results files to plot (default: %(default)s)"
-    )
+    p.add_argument("--results-dir", metavar="DIR", help="results files to chart (default: the output folder)")
     p.add_argument("--no-run", action="store_true", help="measure nothing (with --plot: redraw only)")
 
 
@@ -86,10 +77,28 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     if not args.no_run:
         status = _measure(args)
-    if args.plot:
-        n = plot_results(Path(args.results_dir), Path(args.plot))
-        print(f"{args.plot}: {n} lines from {args.results_dir}")
+    if args.plot is not None:
+        results_dir = Path(args.results_dir) if args.results_dir else output_dir(args.out)
+        png = Path(args.plot) if args.plot else output_dir(args.out) / PLOT_NAME
+        n = plot_results(results_dir, png)
+        print(f"{png}: {n} lines from {results_dir}")
     return status
+
+
+def _names_file(out: Path) -> bool:
+    return out.suffix.lower() == ".json" or out.is_file()
+
+
+def output_dir(out: str | None) -> Path:
+    """The folder results go to: ``--out`` itself, its folder when it names a file, else ./bench-results."""
+    path = Path(out) if out else DEFAULT_OUT
+    return path.parent if _names_file(path) else path
+
+
+def results_file(out: str | None, machine_id: str) -> Path:
+    """``--out`` when it names a file (ends in .json, or exists as one), else <machine>.json in its folder."""
+    path = Path(out) if out else DEFAULT_OUT
+    return path if _names_file(path) else path / f"{machine_id}.json"
 
 
 def _measure(args: argparse.Namespace) -> int:
@@ -139,9 +148,7 @@ def _measure(args: argparse.Namespace) -> int:
 
     machine = machine_info(device)
     peak = device_peak(device, cpu_info(), args.peak_tflops)
-    out = Path(args.out or RESULTS_DIR)
-    if out.is_dir():
-        out /= f"{machine['id']}.json"
+    out = results_file(args.out, machine["id"])
     doc = {"schema": SCHEMA, "machine": machine, "peak": peak, "settings": settings, "notes": notes}
 
     def save(rows: list[dict]) -> None:
