@@ -20,6 +20,7 @@ import torch
 from benchmarks.inputs import synthetic_style
 from benchmarks.results import now
 from benchmarks.timing import bench_e2e, bench_model
+from engines.device import cpu_bf16_native
 from engines.errors import StylizeError
 
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
@@ -34,8 +35,9 @@ class Variant:
 
     name: str
     backend: str
-    precision: str  # on the CPU every variant runs fp32
+    precision: str  # an fp16 variant runs fp32 on the CPU (onnxruntime: one name for both devices)
     cuda_only: bool = False
+    cpu_only: bool = False
     cuda_graph: bool = False
 
     def options(self) -> dict:
@@ -48,7 +50,10 @@ VARIANTS = {
         Variant("torch-fp32", "torch", "fp32"),
         Variant("torch-fp16", "torch", "fp16", cuda_only=True),
         Variant("torch-fp16-graph", "torch", "fp16", cuda_only=True, cuda_graph=True),
+        Variant("torch-bf16", "torch", "bf16", cpu_only=True),
         Variant("onnxruntime", "onnxruntime", "fp16"),  # fp16 with the CUDA EP, fp32 on the CPU
+        Variant("openvino-fp32", "openvino", "fp32", cpu_only=True),
+        Variant("openvino-bf16", "openvino", "bf16", cpu_only=True),
         Variant("tensorrt-fp16", "tensorrt", "fp16", cuda_only=True),
     )
 }
@@ -59,6 +64,12 @@ def variant_unavailable(variant: Variant, device: torch.device) -> str | None:
     cuda = device.type == "cuda"
     if variant.cuda_only and not cuda:
         return "needs CUDA"
+    if variant.cpu_only and cuda:
+        return "runs on the CPU"
+    if variant.precision == "bf16" and not cpu_bf16_native():
+        return "this CPU has no native bf16 (avx512_bf16 or AMX)"
+    if variant.backend == "openvino" and util.find_spec("openvino") is None:
+        return "openvino is not installed"
     if variant.backend == "onnxruntime":
         if util.find_spec("onnxruntime") is None:
             return "onnxruntime is not installed"
@@ -117,10 +128,10 @@ def e2e_sizes(native: tuple[int, int], sizes: Sequence[tuple[int, int]]) -> list
 
 
 def build_engine(model, variant: Variant, device: torch.device, size: tuple[int, int]):
-    """The engine of ``variant`` for frames of ``size``; fp32 on the CPU whatever the variant says."""
+    """The engine of ``variant`` for frames of ``size``; an fp16 variant runs fp32 on the CPU."""
     from engines.runtimes import make_engine
 
-    precision = variant.precision if device.type == "cuda" else "fp32"
+    precision = "fp32" if variant.precision == "fp16" and device.type != "cuda" else variant.precision
     w, h = size
     return make_engine(
         variant.backend,

@@ -111,8 +111,9 @@ def _measure(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in ("repeats", "warmup", "e2e_frames"):
-        if (getattr(args, name) or 1) < (0 if name == "warmup" else 1):
-            raise StylizeError(f"--{name.replace('_', '-')} is too small")
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "warmup" else 1):
+            raise StylizeError(f"--{name.replace('_', '-')} must be at least {0 if name == 'warmup' else 1}")
     settings = {
         "repeats": args.repeats or (100 if cuda else 10),
         "warmup": args.warmup if args.warmup is not None else (10 if cuda else 2),
