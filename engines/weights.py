@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,14 +221,36 @@ def check_file(f: WeightFile, path: Path) -> None:
 
 
 def load_state_dict(path: Path) -> dict:
-    """``torch.load(weights_only=True)`` with a one-line error for files that are not checkpoints."""
+    """``torch.load(weights_only=True)`` with a one-line error for files that are not plain state dicts.
+
+    A pickle that refers to code (a class, a function) is refused without running any of it: that is
+    what ``weights_only=True`` guarantees, and the reason is said in one line instead of torch's advice
+    to turn the guarantee off.
+    """
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns in several lines about pickles it then refuses
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad pickles/zips
-        raise StylizeError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise StylizeError(_load_failure(path, e)) from None
     if not isinstance(sd, dict):
         raise StylizeError(f"{path}: expected a state dict, found {type(sd).__name__}")
     return sd
+
+
+def _load_failure(path: Path, e: Exception) -> str:
+    """One line, without torch's ANSI escapes and its multi-line advice, saying why ``path`` did not load."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+        return (
+            f"{path}: refused: not a plain state dict but a pickle that would call {found[1]} while loading "
+            f"(code could run); only tensors and plain containers are loaded"
+        )
+    if found := re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text):
+        detail = found[1].strip()
+    else:
+        detail = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {detail})"
 
 
 def load_model(
