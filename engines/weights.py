@@ -1,14 +1,16 @@
 """Named models: which files they need, where those come from, and how a valid file looks.
 
-Weights are looked for, in order, in ``--weights DIR`` (the model's folder itself, or a root holding
-one sub-folder per model name), the ``STYLIZE_WEIGHTS`` root, and the user cache directory; when no
-place has them they are downloaded into the cache, each file written to a temporary name, checked
+An explicit ``--weights DIR`` (the model's folder itself, or a root holding one sub-folder per model
+name) is the only place looked at: it has the files or it is an error. Without it, weights are looked
+for in the ``STYLIZE_WEIGHTS`` root, then the user cache directory; when neither has them they are
+downloaded into the cache, each file written to a temporary name, checked
 (sha256 where published, then its keys and shapes) and only then renamed into place.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import urllib.error
@@ -26,6 +28,8 @@ from engines.models.adain_vgg import AdaINNet
 from engines.models.base import StyleModel
 from engines.models.microast import MicroAST
 from engines.userdirs import cache_dir as user_cache_dir
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "STYLIZE_WEIGHTS"
 
@@ -132,11 +136,15 @@ def cache_dir() -> Path:
 
 
 def candidate_dirs(name: str, weights: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for ``name``'s files, in resolution order."""
-    dirs: list[Path] = []
+    """The folders searched for ``name``'s files, in resolution order.
+
+    An explicit ``weights`` folder excludes the others: falling through to another copy would hide a
+    wrong or incomplete folder the user chose.
+    """
     if weights is not None:
         root = Path(weights).expanduser()
-        dirs += [root, root / name]
+        return [root, root / name]
+    dirs: list[Path] = []
     if os.environ.get(ENV_VAR):
         dirs.append(Path(os.environ[ENV_VAR]).expanduser() / name)
     dirs.append(cache_dir() / name)
@@ -157,9 +165,16 @@ def resolve(
         if all((folder / n).is_file() for n in names):
             return {n: folder / n for n in names}
     if weights is not None:
+        root = Path(weights).expanduser()
+        others = [
+            other.name
+            for other in REGISTRY.values()
+            if other.name != name and all((root / f.name).is_file() for f in other.files)
+        ]
+        holds = f" (it holds model '{others[0]}'; choose it with --model)" if others else ""
         raise StylizeError(
             f"--weights {weights}: model '{name}' needs {', '.join(names)} "
-            f"in that folder or in its '{name}/' sub-folder"
+            f"in that folder or in its '{name}/' sub-folder{holds}"
         )
     target = cache_dir() / name
     missing = [f for f in spec.files if not (target / f.name).is_file()]
@@ -264,6 +279,7 @@ def load_model(
     ``model.fingerprint`` identifies the exact weights (used in style-cache keys).
     """
     paths = resolve(name, weights, download=download, progress=progress)
+    log.info("model %s: weights from %s", name, next(iter(paths.values())).parent)
     sds = {n: load_state_dict(p) for n, p in paths.items()}
     try:
         model = spec_for(name).build(sds)

@@ -75,3 +75,22 @@ def test_weights_that_would_run_code_are_refused_in_one_line(
     assert "4SE.pth: refused: not a plain state dict" in line
     assert "\x1b" not in line and "weights_only" not in line
     assert not marker.exists() and not out.exists()
+
+
+def test_explicit_weights_folder_wins_over_stylize_weights(content, style, shared_weights, tmp_path):
+    """With STYLIZE_WEIGHTS holding every model, a wrong --weights folder used to "work" silently."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "STYLIZE_WEIGHTS": str(shared_weights)}
+    out = tmp_path / "out.png"
+    wrong = shared_weights / "microast"
+    done = stylize("image", content, "-o", out, "--style", style, "--weights", wrong, *FAST, env=env)
+    assert done.returncode == 1
+    line = one_line(done.stderr)
+    assert f"--weights {wrong}: model 'adain-cd16x' needs 4SE.pth, 4SD.pth" in line
+    assert "it holds model 'microast'" in line
+    assert not out.exists()
+
+    right = shared_weights / "adain-cd16x"
+    done = stylize("image", content, "-o", out, "--style", style, "--weights", right, *FAST, "-v", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"model adain-cd16x: weights from {right}" in done.stderr
+    assert out.is_file()

@@ -125,3 +125,13 @@ def test_pickle_that_runs_code_is_refused_in_one_line_without_running(fmt, tmp_p
     assert "refused" in message and "io.open" in message
     assert "\n" not in message and "\x1b" not in message and "weights_only" not in message
 
+
+def test_explicit_weights_dir_wins_over_the_environment_and_cache(shared_weights, tmp_path, monkeypatch):
+    """An explicit folder lacking the files is an error even where STYLIZE_WEIGHTS and the cache have them."""
+    monkeypatch.setenv(weights.ENV_VAR, str(shared_weights))
+    _copy_model(shared_weights, weights.cache_dir(), "adain-cd16x")
+    assert weights.candidate_dirs("adain-cd16x", tmp_path) == [tmp_path, tmp_path / "adain-cd16x"]
+    with pytest.raises(StylizeError, match="--weights"):
+        weights.resolve("adain-cd16x", weights=tmp_path)
+    with pytest.raises(StylizeError, match="it holds model 'microast'; choose it with --model"):
+        weights.resolve("adain-cd16x", weights=shared_weights / "microast")

@@ -25,7 +25,7 @@ def add_model_arguments(p: argparse.ArgumentParser, style_help: str = "style ima
     g.add_argument(
         "--weights",
         metavar="DIR",
-        help="folder with the model's files (else $STYLIZE_WEIGHTS, cache, download)",
+        help="folder with the model's files, used alone (without it: $STYLIZE_WEIGHTS, cache, download)",
     )
     g.add_argument("--style", nargs="+", required=True, metavar="IMAGE", help=style_help)
     g.add_argument(
