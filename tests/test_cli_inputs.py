@@ -94,3 +94,75 @@ def test_explicit_weights_folder_wins_over_stylize_weights(content, style, share
     assert done.returncode == 0, done.stderr
     assert f"model adain-cd16x: weights from {right}" in done.stderr
     assert out.is_file()
+
+
+def test_image_output_suffix_that_no_encoder_writes_is_an_error_not_a_folder(content, style, tmp_path):
+    out = tmp_path / "out.txt"
+    done = stylize("image", content, "-o", out, "--style", style, *FAST)
+    assert done.returncode == 1
+    line = one_line(done.stderr)
+    assert "cannot write '.txt' images; use one of" in line and ".png" in line and ".jpg" in line
+    assert not out.exists()
+
+
+def test_image_output_gif_is_a_file_and_a_dotted_folder_takes_a_slash(
+    content, style, shared_weights, tmp_path
+):
+    import cv2
+
+    gif = tmp_path / "out.gif"
+    done = stylize("image", content, "-o", gif, "--style", style, "--weights", shared_weights, *FAST)
+    if cv2.haveImageWriter("x.gif"):  # OpenCV 5 writes GIF; 4.x does not
+        assert done.returncode == 0, done.stderr
+        assert gif.is_file()
+    else:
+        assert done.returncode == 1 and "cannot write '.gif' images" in one_line(done.stderr)
+        assert not gif.exists()
+
+    folder = tmp_path / "results.v2"  # also: "--" ends the --style list, so the content may follow it
+    done = stylize(
+        "image", "-o", f"{folder}/", "--weights", shared_weights, *FAST, "--style", style, "--", content
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in folder.iterdir()] == ["chicago_stylized.png"]
+
+
+@pytest.mark.parametrize(
+    "command, positionals, missing",
+    [
+        ("image", ["{content}"], "content"),
+        ("convert", ["{video}", "{out}/o.mp4"], "input and output"),
+    ],
+)
+def test_style_list_that_swallowed_the_positionals_says_so(
+    command, positionals, missing, shared_media, tmp_path
+):
+    names = {
+        "content": shared_media / "content" / "chicago.jpg",
+        "video": shared_media / "video" / "cutBunny.mp4",
+        "out": tmp_path,
+    }
+    taken = [p.format(**names) for p in positionals]
+    extra = ["-o", str(tmp_path / "o.png")] if command == "image" else []
+    style = str(shared_media / "style" / "la_muse.jpg")
+    done = stylize(command, *extra, "--style", style, *taken)
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert f"--style took {style} {' '.join(taken)}, leaving no {missing}" in line
+    assert "put --style after them, or end its list with --" in line
+
+
+@pytest.mark.parametrize("command", ["image", "convert", "live"])
+def test_every_existing_output_refusal_names_overwrite(command, content, style, shared_media, tmp_path):
+    mine = tmp_path / ("mine.png" if command == "image" else "mine.mp4")
+    mine.write_bytes(b"precious")
+    args = {
+        "image": ["image", content, "-o", mine],
+        "convert": ["convert", shared_media / "video" / "cutBunny.mp4", mine],
+        "live": ["live", "--no-window", "--record", mine],
+    }[command]
+    done = stylize(*args, "--style", style)
+    assert done.returncode == 1
+    line = one_line(done.stderr)
+    assert f"output file already exists: {mine} (use --overwrite to replace it)" in line
+    assert mine.read_bytes() == b"precious"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from pathlib import Path
 
 from engines.errors import StylizeError
 from stream.cli.options import (
@@ -13,6 +12,7 @@ from stream.cli.options import (
     add_size_arguments,
     build_stylizer,
     check_model_arguments,
+    check_video_output,
     engine_label,
 )
 from stream.controls import keys_help
@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_window and not (args.vcam or args.record):
         raise StylizeError("--no-window needs another output: --vcam or --record")
     if args.record:
-        from stream.video_sink import check_target
-
-        check_target(Path(args.record), args.overwrite)
+        check_video_output(args.record, args.overwrite)
 
     camera = WebcamSource(args.camera, width=args.width, height=args.height, fps=args.fps, mjpg=args.mjpg)
     sinks = []

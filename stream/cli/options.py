@@ -84,6 +84,20 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         )
 
 
+def refuse_existing(path: str | Path, overwrite: bool) -> None:
+    """Nothing the user owns is replaced unless they said so; the message names the flag that says so."""
+    if Path(path).exists() and not overwrite:
+        raise StylizeError(f"output file already exists: {path} (use --overwrite to replace it)")
+
+
+def check_video_output(path: str | Path, overwrite: bool, input_path: str | None = None) -> None:
+    """The video sink's checks of an output name, before any slow setup, in the CLI's words."""
+    from stream.video_sink import check_target
+
+    check_target(Path(path), True, input_path)  # every check but the existing file, refused here
+    refuse_existing(path, overwrite)
+
+
 def engine_options(args: argparse.Namespace) -> dict:
     """The backend options the flags asked for (the backend refuses those it does not have)."""
     return {"cuda_graph": True} if args.cuda_graph else {}
