@@ -1,17 +1,21 @@
 """Named models: which files they need, where those come from, and how a valid file looks.
 
-Weights are looked for, in order, in ``--weights DIR`` (the model's folder itself, or a root holding
-one sub-folder per model name), the ``STYLIZE_WEIGHTS`` root, and the user cache directory; when no
-place has them they are downloaded into the cache, each file written to a temporary name, checked
+An explicit ``--weights DIR`` (the model's folder itself, or a root holding one sub-folder per model
+name) is the only place looked at: it has the files or it is an error. Without it, weights are looked
+for in the ``STYLIZE_WEIGHTS`` root, then the user cache directory; when neither has them they are
+downloaded into the cache, each file written to a temporary name, checked
 (sha256 where published, then its keys and shapes) and only then renamed into place.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,8 @@ from engines.models.adain_vgg import AdaINNet
 from engines.models.base import StyleModel
 from engines.models.microast import MicroAST
 from engines.userdirs import cache_dir as user_cache_dir
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "STYLIZE_WEIGHTS"
 
@@ -130,11 +136,15 @@ def cache_dir() -> Path:
 
 
 def candidate_dirs(name: str, weights: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for ``name``'s files, in resolution order."""
-    dirs: list[Path] = []
+    """The folders searched for ``name``'s files, in resolution order.
+
+    An explicit ``weights`` folder excludes the others: falling through to another copy would hide a
+    wrong or incomplete folder the user chose.
+    """
     if weights is not None:
         root = Path(weights).expanduser()
-        dirs += [root, root / name]
+        return [root, root / name]
+    dirs: list[Path] = []
     if os.environ.get(ENV_VAR):
         dirs.append(Path(os.environ[ENV_VAR]).expanduser() / name)
     dirs.append(cache_dir() / name)
@@ -155,9 +165,16 @@ def resolve(
         if all((folder / n).is_file() for n in names):
             return {n: folder / n for n in names}
     if weights is not None:
+        root = Path(weights).expanduser()
+        others = [
+            other.name
+            for other in REGISTRY.values()
+            if other.name != name and all((root / f.name).is_file() for f in other.files)
+        ]
+        holds = f" (it holds model '{others[0]}'; choose it with --model)" if others else ""
         raise StylizeError(
             f"--weights {weights}: model '{name}' needs {', '.join(names)} "
-            f"in that folder or in its '{name}/' sub-folder"
+            f"in that folder or in its '{name}/' sub-folder{holds}"
         )
     target = cache_dir() / name
     missing = [f for f in spec.files if not (target / f.name).is_file()]
@@ -219,14 +236,36 @@ def check_file(f: WeightFile, path: Path) -> None:
 
 
 def load_state_dict(path: Path) -> dict:
-    """``torch.load(weights_only=True)`` with a one-line error for files that are not checkpoints."""
+    """``torch.load(weights_only=True)`` with a one-line error for files that are not plain state dicts.
+
+    A pickle that refers to code (a class, a function) is refused without running any of it: that is
+    what ``weights_only=True`` guarantees, and the reason is said in one line instead of torch's advice
+    to turn the guarantee off.
+    """
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns in several lines about pickles it then refuses
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad pickles/zips
-        raise StylizeError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise StylizeError(_load_failure(path, e)) from None
     if not isinstance(sd, dict):
         raise StylizeError(f"{path}: expected a state dict, found {type(sd).__name__}")
     return sd
+
+
+def _load_failure(path: Path, e: Exception) -> str:
+    """One line, without torch's ANSI escapes and its multi-line advice, saying why ``path`` did not load."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+        return (
+            f"{path}: refused: not a plain state dict but a pickle that would call {found[1]} while loading "
+            f"(code could run); only tensors and plain containers are loaded"
+        )
+    if found := re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text):
+        detail = found[1].strip()
+    else:
+        detail = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {detail})"
 
 
 def load_model(
@@ -240,6 +279,7 @@ def load_model(
     ``model.fingerprint`` identifies the exact weights (used in style-cache keys).
     """
     paths = resolve(name, weights, download=download, progress=progress)
+    log.info("model %s: weights from %s", name, next(iter(paths.values())).parent)
     sds = {n: load_state_dict(p) for n, p in paths.items()}
     try:
         model = spec_for(name).build(sds)

@@ -22,6 +22,18 @@ from engines.atomic import write_atomic
 from engines.errors import StylizeError
 
 IMAGE_SUFFIXES = frozenset(".jpg .jpeg .jpe .png .bmp .dib .webp .tif .tiff .pbm .pgm .ppm .pnm".split())
+#: Suffixes this OpenCV build can write a colour picture as (.pbm/.pgm hold only black-and-white/grey).
+WRITE_SUFFIXES = frozenset(
+    s for s in (IMAGE_SUFFIXES - {".pbm", ".pgm"}) | {".gif", ".avif"} if cv2.haveImageWriter("x" + s)
+)
+
+
+def check_write_suffix(path: str | Path) -> None:
+    """Refuse an output name whose suffix no image encoder here writes, naming those that work."""
+    suffix = Path(path).suffix
+    if suffix.lower() not in WRITE_SUFFIXES:
+        kinds = ", ".join(sorted(WRITE_SUFFIXES))
+        raise StylizeError(f"cannot write images as '{suffix}' ({Path(path).name}); use one of {kinds}")
 
 
 def read_image_bytes(path: str | Path) -> bytes:
@@ -80,15 +92,16 @@ def write_image(path: str | Path, bgr: np.ndarray, overwrite: bool = False) -> N
     """Encode by the file extension and write atomically (temp file + rename): never a half-written file."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise StylizeError(f"output file already exists: {path} (allow overwriting to replace it)")
+        raise StylizeError(f"output file already exists: {path} (use --overwrite to replace it)")
     if not path.parent.is_dir():
         raise StylizeError(f"output folder does not exist: {path.parent}")
+    check_write_suffix(path)
     try:
         ok, encoded = cv2.imencode(path.suffix, bgr)
     except cv2.error:
         ok = False
     if not ok:
-        raise StylizeError(f"cannot write images as '{path.suffix}' ({path.name}); use .png or .jpg")
+        raise StylizeError(f"could not encode {path.name} as '{path.suffix}'; try .png or .jpg")
     try:
         write_atomic(path, encoded.tobytes())
     except OSError as e:

@@ -2,18 +2,20 @@
 
 Every style is preloaded as cached statistics, so switching styles, α, colour preservation or
 smoothing between two frames costs nothing: the stage reads one :class:`ControlState` snapshot per
-batch and assigns plain attributes.
+batch and assigns plain attributes. :class:`CaptureTimedSink` times a live recording by the clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from fractions import Fraction
 
 from engines.flicker import StatsSmoother
 from engines.styles import Style
 from engines.stylizer import Stylizer
 from stream.controls import LiveControls
-from stream.frames import Frame
+from stream.frames import Frame, Sink
 from stream.gpu_stage import GpuStage
 
 
@@ -63,3 +65,27 @@ class LiveProcess:
             if hook is not None and self.stylizer.engine.content_hook is None:
                 self.smoother.reset()  # switched on: start from the current picture
             self.stylizer.engine.content_hook = hook
+
+
+class CaptureTimedSink:
+    """Gives live frames timestamps from their capture time, then passes them to ``sink`` (a recording).
+
+    Camera frames carry no pts, and a sink timing them by index at the camera's nominal rate gets the
+    duration wrong whenever frames are skipped (stale ones dropped, a slow stylizer) or the camera
+    runs at another rate than it says. Timed by ``captured_at``, the recording lasts as the session.
+    """
+
+    TIME_BASE = Fraction(1, 1000)
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self._t0: float | None = None
+
+    def write(self, frame: Frame) -> None:
+        if self._t0 is None:
+            self._t0 = frame.captured_at
+        pts = round((frame.captured_at - self._t0) / self.TIME_BASE)
+        self.sink.write(replace(frame, pts=pts, time_base=self.TIME_BASE))
+
+    def close(self) -> None:
+        self.sink.close()

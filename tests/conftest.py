@@ -54,3 +54,22 @@ def _devices() -> list:
 def device(request) -> torch.device:
     """Runs a test on the CPU, and on CUDA too where a GPU exists."""
     return torch.device(request.param)
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory) -> Path:
+    """A 1 s video made here (20 frames at 20 fps, 64×48): a camera stand-in that ends quickly."""
+    import av
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            image = np.full((48, 64, 3), 10 * i, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path

@@ -88,7 +88,7 @@ def test_streams_frames_from_a_real_capture(video: Path, file_frames: list[np.nd
 
 
 def test_iteration_returns_the_newest_frame_not_a_backlog(video: Path, file_frames: list[np.ndarray]) -> None:
-    src = WebcamSource(video.as_posix(), capture_factory=lambda d: PacedCapture(Path(d)))
+    src = WebcamSource(0, capture_factory=lambda d: PacedCapture(video))
     try:
         frames = iter(src)
         first = next(frames)
@@ -183,3 +183,29 @@ def test_close_from_another_thread_ends_a_waiting_iteration(video: Path) -> None
     assert time.monotonic() - start < 5
     closer.join()  # close() returns once the grabber has stopped
     assert not any(t.name == "webcam-grabber" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_video_file_for_a_camera_plays_once_at_its_frame_rate(short_clip: Path) -> None:
+    """A file decodes far faster than 20 fps; read as a camera it must take its 1 s, then end."""
+    start = time.monotonic()
+    with WebcamSource(str(short_clip)) as src:
+        guard = threading.Timer(5, src.close)  # a source that never ends fails the test, not hangs it
+        guard.start()
+        frames = list(src)  # ends by itself: no loop
+        guard.cancel()
+    elapsed = time.monotonic() - start
+    assert src.is_file and src.fps == pytest.approx(20)
+    assert 0.9 <= elapsed < 5
+    assert 15 <= len(frames) <= 20 and frames[-1].index == 19
+    assert frames[-1].captured_at - frames[0].captured_at >= 0.85 * (frames[-1].index - frames[0].index) / 20
+
+
+def test_a_looped_video_file_starts_over_until_closed(short_clip: Path) -> None:
+    src = WebcamSource(str(short_clip), loop=True)
+    try:
+        frames = [f for f, _ in zip(src, range(30), strict=False)]
+    finally:
+        src.close()
+    assert [f.index for f in frames] == sorted(f.index for f in frames)
+    assert frames[-1].index >= 25  # past the clip's 20 frames: it started over
+    assert frames[-1].captured_at - frames[0].captured_at >= 0.85 * (frames[-1].index - frames[0].index) / 20

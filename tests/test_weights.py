@@ -94,3 +94,44 @@ def test_non_checkpoint_file_gets_a_one_line_error(tmp_path):
 def test_unknown_model_lists_the_choices():
     with pytest.raises(StylizeError, match="adain, adain-cd16x, microast"):
         weights.load_model("vgg")
+
+
+class _CodeOnLoad:
+    """Pickles as "call open(marker, 'w')": loading it with plain pickle would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("fmt", ["torch.save", "pickle"])
+def test_pickle_that_runs_code_is_refused_in_one_line_without_running(fmt, tmp_path):
+    import pickle
+
+    import torch
+
+    marker, path = tmp_path / "MARKER", tmp_path / "4SE.pth"
+    payload = {"model": _CodeOnLoad(marker)}
+    if fmt == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(StylizeError) as err:
+        weights.load_state_dict(path)
+    message = str(err.value)
+    assert not marker.exists()
+    assert "refused" in message and "io.open" in message
+    assert "\n" not in message and "\x1b" not in message and "weights_only" not in message
+
+
+def test_explicit_weights_dir_wins_over_the_environment_and_cache(shared_weights, tmp_path, monkeypatch):
+    """An explicit folder lacking the files is an error even where STYLIZE_WEIGHTS and the cache have them."""
+    monkeypatch.setenv(weights.ENV_VAR, str(shared_weights))
+    _copy_model(shared_weights, weights.cache_dir(), "adain-cd16x")
+    assert weights.candidate_dirs("adain-cd16x", tmp_path) == [tmp_path, tmp_path / "adain-cd16x"]
+    with pytest.raises(StylizeError, match="--weights"):
+        weights.resolve("adain-cd16x", weights=tmp_path)
+    with pytest.raises(StylizeError, match="it holds model 'microast'; choose it with --model"):
+        weights.resolve("adain-cd16x", weights=shared_weights / "microast")

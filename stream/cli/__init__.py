@@ -35,6 +35,43 @@ def version() -> str:
         return "unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus one clear line when a ``--style`` list swallowed the positional arguments.
+
+    ``--style`` takes several values, so in ``--style a.jpg in.mp4 out.mp4`` it takes all three and
+    argparse then only says that the input and output are required.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._arg_strings = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        missing = message.removeprefix("the following arguments are required: ")
+        positionals = [m for m in missing.split(", ") if not m.startswith("-")] if missing != message else []
+        took = _style_values(getattr(self, "_arg_strings", []))
+        if positionals and len(took) > 1:
+            self.exit(
+                2,
+                f"{self.prog}: error: --style took {' '.join(took)}, leaving no {' and '.join(positionals)}; "
+                "put --style after them, or end its list with --\n",
+            )
+        super().error(message)
+
+
+def _style_values(arg_strings: list[str]) -> list[str]:
+    """The values the last ``--style`` took: the arguments after it up to the next option or ``--``."""
+    if "--style" not in arg_strings:
+        return []
+    start = len(arg_strings) - arg_strings[::-1].index("--style")
+    values = []
+    for a in arg_strings[start:]:
+        if a.startswith("-") and len(a) > 1:
+            break
+        values.append(a)
+    return values
+
+
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("output")
@@ -58,13 +95,13 @@ def build_parser(prog: str = "stylize", command: str | None = None) -> argparse.
     fmt = argparse.RawDescriptionHelpFormatter
     if command is not None:
         module = COMMANDS[command]
-        p = argparse.ArgumentParser(
+        p = _Parser(
             prog=prog, description=module.DESCRIPTION, epilog=module.EXAMPLES, formatter_class=fmt,
             parents=[common],
         )  # fmt: skip
         _add_command(p, module)
         return p
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog, description="Real-time arbitrary style transfer (AdaIN) for pictures, videos and webcams.",
         epilog=EXAMPLES, formatter_class=fmt,
     )  # fmt: skip

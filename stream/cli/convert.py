@@ -12,6 +12,7 @@ from stream.cli.options import (
     add_size_arguments,
     build_stylizer,
     check_model_arguments,
+    check_video_output,
     show_progress,
 )
 
@@ -53,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from stream.gpu_stage import GpuStage
     from stream.pipeline import Pipeline
     from stream.progress import ProgressSink
-    from stream.video_sink import VideoFileSink, check_target
+    from stream.video_sink import VideoFileSink
     from stream.video_source import VideoFileSource
 
     check_model_arguments(args)
-    check_target(Path(args.output), args.overwrite, args.input)
+    check_video_output(args.output, args.overwrite, args.input)
     if args.batch < 1:
         raise StylizeError(f"--batch must be at least 1, got {args.batch}")
     with VideoFileSource(args.input) as probe:  # fail on a bad input before loading any model

@@ -13,6 +13,7 @@ from stream.cli.options import (
     add_size_arguments,
     build_stylizer,
     check_model_arguments,
+    check_video_output,
     engine_label,
 )
 from stream.controls import keys_help
@@ -43,6 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--mjpg", action="store_true", help="ask the camera for MJPG (high resolutions at full rate)"
     )
+    c.add_argument(
+        "--loop", action="store_true",
+        help="with a video file as --camera: play it over and over (default: once, then stop)",
+    )  # fmt: skip
     o = p.add_argument_group("outputs")
     o.add_argument("--no-window", action="store_true", help="no window (e.g. virtual camera only)")
     o.add_argument("--fullscreen", action="store_true", help="start the window fullscreen")
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from engines.stylizer import target_size
     from stream.controls import LiveControls
     from stream.display import DisplaySink
-    from stream.live import LiveProcess
+    from stream.live import CaptureTimedSink, LiveProcess
     from stream.pipeline import Pipeline
     from stream.webcam import WebcamSource
 
@@ -79,11 +84,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_window and not (args.vcam or args.record):
         raise StylizeError("--no-window needs another output: --vcam or --record")
     if args.record:
-        from stream.video_sink import check_target
+        check_video_output(args.record, args.overwrite)
+    if args.loop and not Path(args.camera).is_file():
+        raise StylizeError(f"--loop is for a video file given as --camera; {args.camera!r} is not a file")
 
-        check_target(Path(args.record), args.overwrite)
-
-    camera = WebcamSource(args.camera, width=args.width, height=args.height, fps=args.fps, mjpg=args.mjpg)
+    camera = WebcamSource(
+        args.camera, width=args.width, height=args.height, fps=args.fps, mjpg=args.mjpg, loop=args.loop
+    )
     sinks = []
     try:
         h, w = target_size(camera.height, camera.width, None, args.max_side, even=True)
@@ -120,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             from stream.video_sink import VideoFileSink
 
             rate = round(camera.fps or args.fps)
-            sinks.append(VideoFileSink(args.record, width=w, height=h, fps=rate, overwrite=args.overwrite))
+            recording = VideoFileSink(args.record, width=w, height=h, fps=rate, overwrite=args.overwrite)
+            sinks.append(CaptureTimedSink(recording))
     except BaseException:
         camera.close()
         for s in sinks:

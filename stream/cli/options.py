@@ -25,7 +25,7 @@ def add_model_arguments(p: argparse.ArgumentParser, style_help: str = "style ima
     g.add_argument(
         "--weights",
         metavar="DIR",
-        help="folder with the model's files (else $STYLIZE_WEIGHTS, cache, download)",
+        help="folder with the model's files, used alone (without it: $STYLIZE_WEIGHTS, cache, download)",
     )
     g.add_argument("--style", nargs="+", required=True, metavar="IMAGE", help=style_help)
     g.add_argument(
@@ -82,6 +82,20 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         raise StylizeError(
             f"--style-size must be positive (or 0 for the original size), got {args.style_size}"
         )
+
+
+def refuse_existing(path: str | Path, overwrite: bool) -> None:
+    """Nothing the user owns is replaced unless they said so; the message names the flag that says so."""
+    if Path(path).exists() and not overwrite:
+        raise StylizeError(f"output file already exists: {path} (use --overwrite to replace it)")
+
+
+def check_video_output(path: str | Path, overwrite: bool, input_path: str | None = None) -> None:
+    """The video sink's checks of an output name, before any slow setup, in the CLI's words."""
+    from stream.video_sink import check_target
+
+    check_target(Path(path), True, input_path)  # every check but the existing file, refused here
+    refuse_existing(path, overwrite)
 
 
 def engine_options(args: argparse.Namespace) -> dict:
