@@ -316,10 +316,17 @@ class Pipeline:
             self._fail(stage, e, f"{type(self.source).__name__}.close")
 
     def _close_sinks(self) -> None:
-        """Close every sink once, in order, even when one of them fails; the first failure is reported."""
+        """Close every sink once, in order, even when one of them fails; the first failure is reported.
+
+        When the stream did not reach its end (Ctrl-C, a stop, an error), a sink with ``close_early()``
+        gets that instead: a video file then keeps only the audio of the frames it got, and one that
+        got no frames is removed without an error of its own.
+        """
+        early = self._stop_reason != "end"
         for sink in self.sinks:
             try:
-                sink.close()
+                close = getattr(sink, "close_early", None) if early else None
+                (close or sink.close)()
             except Exception as e:
                 if self._error is None:
                     self._fail("output", e, f"{type(sink).__name__}.close")

@@ -3,13 +3,17 @@
 Policy for damaged files:
 
 - a missing file, a file FFmpeg cannot open (not media, or an MP4 cut before its index), a file
-  without a video stream, or one whose first frame cannot be decoded raises :class:`StylizeError`
-  when the source is opened, before any output is created;
+  without a video stream (a cover picture in a music file does not count), one without frames, or
+  one whose first frame cannot be decoded raises :class:`StylizeError` when the source is opened,
+  before any output is created;
 - a packet the decoder rejects (the half-written last packet of a file cut short, a damaged packet
   midway) is skipped, as the ffmpeg command line does, and counted in ``damaged_packets``; a file cut
   short therefore ends cleanly after its last decodable frame, and ``ended_early`` tells the caller
-  that fewer frames came out than the container announced, so it can warn;
+  that fewer frames came out than the container announced (frame count, or duration), so it can warn;
 - any other error midway (reading the file fails) raises :class:`StylizeError` naming the frame.
+
+A display matrix (a phone video filmed upright is stored sideways with a 90° rotation) is applied:
+frames come out as players show them, and ``width``/``height`` are the upright size.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from engines.errors import StylizeError
 from stream.frames import Frame
@@ -42,19 +47,25 @@ class VideoFileSource:
                 f"cannot open {self.path.name}: not a video file, or it is damaged or incomplete ({_why(e)})"
             ) from None
         self.damaged_packets = 0
+        self._packets = 0
         try:
             self._init_stream(threads)
             self._first = self._decode_first()
+            self._init_orientation(self._first)
         except BaseException:
             self._container.close()
             raise
         self.frames_decoded = 0
+        self._last_time: float | None = None
         self._iterated = False
 
     def _init_stream(self, threads: bool) -> None:
-        if not self._container.streams.video:
-            raise StylizeError(f"{self.path.name} has no video stream")
-        self._stream = stream = self._container.streams.video[0]
+        # A music file's cover art is a one-picture "video" stream; it is not a video to convert.
+        videos = [s for s in self._container.streams.video if not s.disposition & _ATTACHED_PIC]
+        if not videos:
+            cover = " (only a cover picture)" if self._container.streams.video else ""
+            raise StylizeError(f"{self.path.name} has no video stream{cover}")
+        self._stream = stream = videos[0]
         if threads:
             stream.thread_type = "AUTO"  # frame + slice threads: several frames decode in parallel
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -79,17 +90,40 @@ class VideoFileSource:
         else:
             self.frame_count = None
         self._announced_frames = stream.frames or None
+        # read now: the stream is gone once the container is closed
+        self._start_time = (
+            float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        )
+        # Matroska announces no frame count, but a DURATION tag that survives the file being cut short.
+        self._announced_duration = (
+            _tag_seconds(stream.metadata.get("DURATION")) if not stream.frames else None
+        )
+        if self.frame_count is None and self._announced_duration:
+            self.frame_count = round(self._announced_duration * self.fps)
+        #: a still picture (JPEG, PNG…) opened as a one-frame video
+        self.still_image: bool = (
+            self._container.format.name == "image2" or self._container.format.name.endswith("_pipe")
+        )
+
+    def _init_orientation(self, frame: av.VideoFrame) -> None:
+        """Read the display matrix of the first frame; ``width``/``height`` become the upright size."""
+        self.rotation, self._orient = _orientation(frame)
+        if self._orient is not None:
+            self.height, self.width = self._orient(np.empty((self.height, self.width, 3), np.uint8)).shape[:2]
 
     def _decode_first(self) -> av.VideoFrame:
         """Decode one frame now, so a file with no usable picture fails before any output exists."""
         self._frames = self._decode()
         first = next(self._frames, None)
+        if first is None and not self._packets:
+            raise StylizeError(f"{self.path.name} has no video frames")
         if first is None:
             raise StylizeError(f"{self.path.name}: the first video frame cannot be decoded (file damaged?)")
         return first
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         for packet in self._container.demux(self._stream):
+            self._packets += bool(packet.size)
             try:
                 yield from packet.decode()
             except av.InvalidDataError:
@@ -97,11 +131,19 @@ class VideoFileSource:
 
     @property
     def ended_early(self) -> bool:
-        """True once iteration has ended with fewer frames than the container announced (truncated file)."""
-        expected = self._announced_frames
-        if expected is not None and self.max_frames is not None:
-            expected = min(expected, self.max_frames)
-        return expected is not None and self.frames_decoded < expected
+        """True once iteration has ended with fewer frames than the container announced (truncated file).
+
+        Announced: a frame count (MP4, MOV, AVI), else a duration (Matroska's DURATION tag), judged with
+        one frame of slack (two for a duration, which is rounded).
+        """
+        if self.max_frames is not None and self.frames_decoded >= self.max_frames:
+            return False
+        if self._announced_frames is not None:  # AVI counts a dropped frame's empty slot: one of slack
+            return self.frames_decoded < self._announced_frames - 1
+        if self._announced_duration and self._last_time is not None:
+            decoded = self._last_time - self._start_time + float(1 / self.fps)
+            return decoded < self._announced_duration - 2 * float(1 / self.fps)
+        return False
 
     def __iter__(self) -> Iterator[Frame]:
         if self._iterated:
@@ -113,8 +155,12 @@ class VideoFileSource:
         av_frame: av.VideoFrame | None = self._first
         self._first = None
         while av_frame is not None and (self.max_frames is None or self.frames_decoded < self.max_frames):
+            image = av_frame.to_ndarray(format="bgr24")
+            if self._orient is not None:
+                image = np.ascontiguousarray(self._orient(image))
+            self._last_time = av_frame.time if av_frame.time is not None else self._last_time
             yield Frame(
-                image=av_frame.to_ndarray(format="bgr24"),
+                image=image,
                 index=self.frames_decoded,
                 pts=av_frame.pts,
                 time_base=av_frame.time_base or self.time_base,
@@ -135,6 +181,44 @@ class VideoFileSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_ATTACHED_PIC = av.stream.Disposition.attached_pic
+
+
+def _orientation(frame: av.VideoFrame):
+    """(rotation in degrees counter-clockwise, function that turns an H×W×3 array upright or None).
+
+    The display matrix maps a stored pixel (x, y) to (a·x + c·y, b·x + d·y) on screen (FFmpeg's
+    convention; y points down). Quarter turns and mirrorings are applied; another angle is left as
+    stored (no camera writes one).
+    """
+    matrix = next((bytes(d) for d in frame.side_data if d.type.name == "DISPLAYMATRIX"), None)
+    if matrix is None or len(matrix) != 36:
+        return 0, None
+    a, b, _, c, d, _, _, _, _ = (v / 65536 for v in np.frombuffer(matrix, "<i4"))
+    if not all(round(v) == v for v in (a, b, c, d)) or abs(a * d - b * c) != 1:
+        return 0, None
+    if (a, b, c, d) == (1, 0, 0, 1):
+        return 0, None
+    transpose = a == 0
+
+    def orient(image: np.ndarray) -> np.ndarray:
+        if transpose:  # x' = c·y, y' = b·x
+            image = image.transpose(1, 0, 2)
+            return image[:: int(b), :: int(c)]
+        return image[:: int(d), :: int(a)]  # x' = a·x, y' = d·y
+
+    return round(frame.rotation or 0) % 360, orient
+
+
+def _tag_seconds(value: str | None) -> float | None:
+    """``HH:MM:SS.fraction`` (Matroska's DURATION tag) in seconds; None if absent or malformed."""
+    try:
+        h, m, sec = (value or "").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
 
 
 def _why(error: Exception) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from engines.errors import StylizeError
+from stream import interrupt
 from stream.frames import Frame
 from stream.video_sink import VideoFileSink
 from stream.video_source import VideoFileSource
@@ -122,6 +123,31 @@ def test_ctrl_c_during_encoding_is_held_until_the_frame_is_muxed(tmp_path):
                 sink.write(frame)
     assert sink.frames_written == 6 and sink.partial
     assert len(decoded_frames(out)) == 6
+
+
+def test_sigterm_during_encoding_is_held_like_ctrl_c_under_the_command_line(tmp_path):
+    """With the CLI's handlers, SIGTERM is a Ctrl-C too: held until the frame is muxed, exit code 143."""
+
+    class TerminatingEncoder:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def encode(self, frame):
+            packets = self.stream.encode(frame)
+            if frame is not None and frame.pts == 3 * 512:
+                signal.raise_signal(signal.SIGTERM)
+            return packets
+
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt), interrupt.signals_as_ctrl_c():
+        with VideoFileSink(out, width=W, height=H, fps=24, time_base=Fraction(1, 12288)) as sink:
+            sink._video = TerminatingEncoder(sink._video)
+            for frame in frames(12):
+                sink.write(frame)
+    assert sink.frames_written == 4 and sink.partial
+    assert len(decoded_frames(out)) == 4 and not leftovers(tmp_path)
+    assert (interrupt.exit_code(), interrupt.reason()) == (143, "terminated (SIGTERM)")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are the command's only
 
 
 def test_error_before_any_frame_leaves_no_file(tmp_path):

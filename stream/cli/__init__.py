@@ -2,7 +2,8 @@
 
 Each command module has ``NAME``, ``HELP``, ``DESCRIPTION``, ``EXAMPLES``, ``add_arguments(parser)`` and
 ``run(args) -> exit code``. Every problem the user can fix is one line on stderr and exit code 1; a
-traceback is shown only with ``--debug``. ``-v`` shows what is loaded and where it runs, and the
+traceback is shown only with ``--debug``. SIGTERM and SIGHUP stop a command as Ctrl-C does (exit codes
+143, 129, 130: see :mod:`stream.interrupt`). ``-v`` shows what is loaded and where it runs, and the
 chatter of OpenCV and FFmpeg; ``-q`` shows errors only and no progress bars.
 """
 
@@ -14,12 +15,12 @@ import sys
 from importlib import metadata
 
 from engines.errors import StylizeError
+from stream import interrupt
 from stream.cli import bench, convert, engines, export, image, live
 
 COMMANDS = {m.NAME: m for m in (image, convert, live, export, engines, bench)}
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
 
 EXAMPLES = """examples:
   stylize image photo.jpg -o out.png --style starry.jpg
@@ -139,13 +140,14 @@ def main(argv: list[str] | None = None, prog: str = "stylize", command: str | No
     label = prog.removesuffix(".py")
     configure_output(args.verbose, args.quiet, label)
     try:
-        return args.run(args)
+        with interrupt.signals_as_ctrl_c():
+            return args.run(args)
     except StylizeError as e:
         print(f"{label}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"{label}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(f"{label}: {interrupt.reason()}", file=sys.stderr)
+        return interrupt.exit_code()
     except Exception as e:
         if args.debug:
             raise

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from engines.errors import StylizeError
+from stream import interrupt
 from stream.cli.options import (
     add_model_arguments,
     add_size_arguments,
@@ -21,8 +22,9 @@ log = logging.getLogger("stylize")
 NAME = "convert"
 HELP = "stylize a video file"
 DESCRIPTION = (
-    "Stylize a video file: same frame count and timing, audio copied unchanged. The output is written "
-    "to a temporary file and renamed when complete; Ctrl-C keeps the frames done so far."
+    "Stylize a video file: same frame count, timing and size, audio copied unchanged. The output is "
+    "written to a temporary file and renamed when complete; Ctrl-C (or SIGTERM, SIGHUP) keeps the "
+    "frames done so far."
 )
 EXAMPLES = """examples:
   stylize convert in.mp4 out.mp4 --style la_muse.jpg
@@ -32,11 +34,12 @@ EXAMPLES = """examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="input video")
-    p.add_argument("output", help="output video (.mp4, .mkv, .mov)")
+    p.add_argument("output", help="output video (.mp4, .mkv, .mov, .webm)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     v = p.add_argument_group("video output")
     v.add_argument(
-        "--codec", default="libx264", help="video encoder, e.g. libx264 or h264_nvenc (default: %(default)s)"
+        "--codec",
+        help="video encoder, e.g. libx264, h264_nvenc, libvpx-vp9 (default: libx264; VP9 for .webm)",
     )
     v.add_argument(
         "--crf", type=int, default=18, help="constant quality, lower is better (default: %(default)s)"
@@ -54,16 +57,31 @@ def run(args: argparse.Namespace) -> int:
     from stream.gpu_stage import GpuStage
     from stream.pipeline import Pipeline
     from stream.progress import ProgressSink
-    from stream.video_sink import VideoFileSink
+    from stream.video_sink import VideoFileSink, choose_codec, even_size_needed
     from stream.video_source import VideoFileSource
 
     check_model_arguments(args)
-    check_video_output(args.output, args.overwrite, args.input)
+    output = Path(args.output)
+    check_video_output(output, args.overwrite, args.input)
     if args.batch < 1:
         raise StylizeError(f"--batch must be at least 1, got {args.batch}")
+    codec = choose_codec(output, args.codec)
     with VideoFileSource(args.input) as probe:  # fail on a bad input before loading any model
-        h, w = target_size(probe.height, probe.width, args.size, args.max_side, even=True)
+        if probe.still_image:
+            raise StylizeError(
+                f"{Path(args.input).name} is a still image; stylize pictures with `stylize image`"
+            )
+        h, w = target_size(probe.height, probe.width, args.size, args.max_side)
         fps, time_base, total, has_audio = probe.fps, probe.time_base, probe.frame_count, probe.has_audio
+        if probe.rotation:
+            log.info("%s: display rotation %d° applied", args.input, probe.rotation)
+    if even_size_needed(codec, w, h):
+        if (h, w) == (probe.height, probe.width):  # not when --size/--max-side changed it anyway
+            log.warning(
+                "%s is %d×%d; %s needs even sides, so the output is %d×%d (--codec libvpx-vp9 keeps it)",
+                args.input, w, h, codec, w - w % 2, h - h % 2,
+            )  # fmt: skip
+        h, w = max(2, h - h % 2), max(2, w - w % 2)
     limit = None
     if args.duration is not None:
         limit = max(1, round(args.duration * fps))
@@ -71,16 +89,33 @@ def run(args: argparse.Namespace) -> int:
         limit = min(limit or args.frames, args.frames)
     total = min(total, limit) if total and limit else (limit or total)
 
-    stylizer, _, engine = build_stylizer(args, resolution=(h, w))
+    # The output opens before the model loads: container, codec, size, audio and folder fail fast.
     sink = VideoFileSink(
-        args.output, width=w, height=h, fps=fps, time_base=time_base, codec=args.codec, crf=args.crf,
-        audio_from=args.input if has_audio and not args.no_audio else None, overwrite=args.overwrite,
+        output, width=w, height=h, fps=fps, time_base=time_base, codec=codec, crf=args.crf,
+        audio_from=args.input if has_audio and not args.no_audio else None, whole_audio=limit is None,
+        overwrite=args.overwrite,
     )  # fmt: skip
-    source = VideoFileSource(args.input, max_frames=limit)
+    try:
+        for source_codec, new_codec in sink.audio_reencoded:
+            log.warning(
+                "%s files cannot hold %s audio: it is re-encoded to %s",
+                output.suffix,
+                source_codec,
+                new_codec,
+            )
+        stylizer, _, engine = build_stylizer(args, resolution=(h, w))
+        source = VideoFileSource(args.input, max_frames=limit)
+    except KeyboardInterrupt:
+        sink.abort()
+        log.error("%s; no output file was written", interrupt.reason())
+        return interrupt.exit_code()
+    except BaseException:
+        sink.abort()
+        raise
 
     stylizer.size = (h, w)
     process = GpuStage(stylizer)
-    progress = ProgressSink(total, desc=Path(args.output).name, enabled=show_progress(args))
+    progress = ProgressSink(total, desc=output.name, enabled=show_progress(args))
     try:
         stats = Pipeline(source, process, [sink, progress], policy="file", batch_size=args.batch).run()
     except StylizeError as e:
@@ -88,8 +123,13 @@ def run(args: argparse.Namespace) -> int:
     if source.damaged_packets:
         log.warning("%s: skipped %d damaged packet(s)", args.input, source.damaged_packets)
     if stats.stop_reason == "interrupted":
-        log.error("interrupted; %s", saved(sink))
-        return 130
+        log.error("%s; %s", interrupt.reason(), saved(sink))
+        return interrupt.exit_code()
+    if source.ended_early:
+        log.warning(
+            "%s ended early: only %d of %s frames could be decoded (cut short or damaged?)",
+            args.input, source.frames_decoded, f"about {total}" if total else "the announced",
+        )  # fmt: skip
     where = f"{engine.device} ({engine.backend}, {engine.precision})"
     print(f"{args.output}: {stats.frames_out} frames, {stats.fps:.1f} fps on {where}")
     return 0

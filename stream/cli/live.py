@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from engines.errors import StylizeError
+from stream import interrupt
 from stream.cli.options import (
     add_model_arguments,
     add_size_arguments,
@@ -150,4 +151,4 @@ def run(args: argparse.Namespace) -> int:
         f"latency {stats.latency_mean_ms:.0f} ms mean / {stats.latency_p95_ms:.0f} ms p95, "
         f"{stats.dropped} stale frames dropped"
     )
-    return 130 if stats.stop_reason == "interrupted" else 0
+    return interrupt.exit_code() if stats.stop_reason == "interrupted" else 0
