@@ -3,18 +3,22 @@
 Style distance between images a and b = Σ over relu1_1, relu2_1, relu3_1, relu4_1 of
 ‖μ(a) − μ(b)‖² + ‖σ(a) − σ(b)‖²; content distance = MSE at relu4_1. The metric network is a
 different network from the ones being measured, so a model cannot score well by matching its own
-encoder.
+encoder. Temporal consistency (the warping error) is in :mod:`engines.warping`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from engines.adain import mean_std
+from engines.errors import StylizeError
 from engines.models.base import load_exact
 
 _BLOCKS = (
@@ -25,6 +29,9 @@ _BLOCKS = (
 )
 _WIDTHS = {"block1": 64, "block2": 128, "block3": 256, "block4": 512}
 _BGR_MEAN = (103.939, 116.779, 123.68)
+#: The metric network's file, and the folder name it is looked for under a weights root.
+VGG16_FILE = "vgg16_conv1_1_to_conv4_1_bgr255.pth"
+VGG16_FOLDER = "vgg16-imagenet"
 
 
 class VGG16Features(nn.Module):
@@ -72,3 +79,57 @@ def style_distance(net: VGG16Features, a: torch.Tensor, b: torch.Tensor) -> floa
 @torch.inference_mode()
 def content_distance(net: VGG16Features, a: torch.Tensor, b: torch.Tensor) -> float:
     return float(F.mse_loss(net(a)[-1], net(b)[-1]))
+
+
+def find_vgg16(path: str | os.PathLike | None = None) -> Path:
+    """The VGG-16 metric weights: ``path`` (the file, or a folder holding it) when given, and only that;
+    else ``$STYLIZE_WEIGHTS/vgg16-imagenet/``, then the user cache's ``weights/vgg16-imagenet/``.
+    Never downloaded (there is no published copy of this conversion)."""
+    from engines.userdirs import cache_dir
+    from engines.weights import ENV_VAR
+
+    if path is not None:
+        candidates = [Path(path) / VGG16_FILE if Path(path).is_dir() else Path(path)]
+    else:
+        roots = [Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []
+        candidates = [root / VGG16_FOLDER / VGG16_FILE for root in [*roots, cache_dir("weights")]]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise StylizeError(
+        f"the style distance needs the VGG-16 metric weights {VGG16_FILE}: not found at "
+        + ", ".join(str(c) for c in candidates)
+        + "; give it with --metric-weights, or leave out --style"
+    )
+
+
+class StyleMeter:
+    """Mean style distance of frames (uint8 BGR) to one style image (uint8 BGR).
+
+    The style image is scaled so its shorter side is the frames' shorter side (the first frame's), so
+    its strokes are compared at the scale they have in the frames.
+    """
+
+    def __init__(self, net: VGG16Features, style: np.ndarray) -> None:
+        self.net = net
+        self.style = style
+        self._style_t: torch.Tensor | None = None
+        self.distances: list[float] = []
+
+    def add(self, frame: np.ndarray) -> float:
+        from engines.styles import bgr_to_tensor
+
+        if self._style_t is None:
+            h, w = self.style.shape[:2]
+            scale = min(frame.shape[:2]) / min(h, w)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            self._style_t = bgr_to_tensor(cv2.resize(self.style, size, interpolation=cv2.INTER_AREA))
+        d = style_distance(self.net, bgr_to_tensor(frame), self._style_t)
+        self.distances.append(d)
+        return d
+
+    @property
+    def mean(self) -> float:
+        if not self.distances:
+            raise ValueError("no frames were measured")
+        return float(np.mean(self.distances))
