@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from engines.models.base import StyleStats, round_up
 from engines.runtimes.base import Engine
+from engines.temporal import Guide, TemporalFilter
 
 # BT.601 luma weights for (R, G, B); they sum to 1, and chroma (Cb, Cr) weights sum to 0.
 _LUMA = (0.299, 0.587, 0.114)
@@ -86,6 +87,10 @@ class Stylizer:
     ``stats``, ``alpha`` and ``preserve_color`` are plain attributes so live controls can change them
     between frames; switching styles is just assigning other cached statistics. ``size`` (height,
     width), when set, is the processing and output size: frames are scaled to it on the device.
+
+    ``temporal`` (a :class:`~engines.temporal.TemporalFilter`, or ``True`` for the default one) makes
+    the frames one stream: each output is blended with the previous one along the optical flow, after
+    the engine, so it works the same with every backend. Frames must then come in order.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Stylizer:
         alpha: float = 1.0,
         preserve_color: bool = False,
         size: tuple[int, int] | None = None,
+        temporal: TemporalFilter | bool | None = None,
     ):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -103,10 +109,20 @@ class Stylizer:
         self.alpha = alpha
         self.preserve_color = preserve_color
         self.size = size
+        self.temporal = TemporalFilter() if temporal is True else temporal or None
 
     @torch.inference_mode()
-    def stylize_tensor(self, frames: torch.Tensor) -> torch.Tensor:
-        """N×H×W×3 uint8 BGR on the engine's device → the same layout, stylized."""
+    def stylize_tensor(
+        self, frames: torch.Tensor, guides: Sequence[Guide | None] | None = None
+    ) -> torch.Tensor:
+        """N×H×W×3 uint8 BGR on the engine's device → the same layout, stylized.
+
+        With :attr:`temporal`, ``guides`` are what its ``prepare`` returned for these frames (the
+        pipeline computes them from its host copy); without them they are computed here, which on
+        CUDA costs a download of the frames.
+        """
+        if self.temporal is not None and guides is None:
+            guides = [self.temporal.prepare(f) for f in frames.cpu().numpy()]
         content = bgr_u8_to_rgb(frames)
         if self.size is not None and tuple(content.shape[-2:]) != tuple(self.size):
             content = F.interpolate(
@@ -117,6 +133,8 @@ class Stylizer:
         out = out[..., :h, :w]
         if self.preserve_color:
             out = preserve_color(out, content)
+        if self.temporal is not None:
+            out = torch.cat([self.temporal.apply(out[k : k + 1], g) for k, g in enumerate(guides)])
         return rgb_to_bgr_u8(out)
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -127,8 +145,9 @@ class Stylizer:
             j = i + 1
             while j < len(images) and images[j].shape == images[i].shape:
                 j += 1
-            batch = torch.from_numpy(np.stack([_check_frame(im) for im in images[i:j]]))
-            out = self.stylize_tensor(batch.to(self.engine.device)).cpu().numpy()
+            batch = np.stack([_check_frame(im) for im in images[i:j]])
+            guides = [self.temporal.prepare(im) for im in batch] if self.temporal is not None else None
+            out = self.stylize_tensor(torch.from_numpy(batch).to(self.engine.device), guides).cpu().numpy()
             results.extend(out)
             i = j
         return results

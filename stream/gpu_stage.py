@@ -8,6 +8,11 @@ shared copy stream the upload of frame k+1 would queue behind the download of fr
 for compute k, and no copy would ever overlap compute. Conversion uint8 ↔ float and BGR ↔ RGB
 happens on the GPU inside :meth:`engines.stylizer.Stylizer.stylize_tensor`.
 
+With the stylizer's temporal filter (``--temporal``), the optical flow of each frame is computed here
+on the host from the uint8 frame being uploaded (DIS on the CPU at ≤ 480 px, while the GPU runs the
+previous batch), and only the flow and its confidence travel to the device, where the blend runs after
+the network on the compute stream (see :mod:`engines.temporal`).
+
 A frame's result therefore comes out one call later: ``__call__`` returns the frames finished by now
 and :meth:`flush` the rest at the end of the stream. On the CPU the same stage runs the same slots in
 order, synchronously, so the tests exercise its bookkeeping and its output equals a serial loop.
@@ -29,6 +34,7 @@ class _Slot:
     frames: list[Frame]
     host_in: torch.Tensor  # pinned on CUDA
     device_in: torch.Tensor
+    guides: list | None = None  # the temporal filter's flow and confidence per frame (host side)
     host_out: torch.Tensor | None = None  # pinned; shaped by the first result (the stylizer may resize)
     uploaded: object = None  # torch.cuda.Event, on CUDA
     computed: object = None
@@ -98,11 +104,13 @@ class GpuStage:
         for k, f in enumerate(frames):
             slot.host_in[k].numpy()[...] = f.image
         slot.frames = frames
+        temporal = self.stylizer.temporal
+        slot.guides = [temporal.prepare(f.image) for f in frames] if temporal is not None else None
         return slot
 
     def _launch(self, slot: _Slot) -> None:
         if not self.cuda:
-            slot.host_out = self.stylizer.stylize_tensor(slot.host_in)
+            slot.host_out = self.stylizer.stylize_tensor(slot.host_in, slot.guides)
             return
         with torch.cuda.device(self.device):
             with torch.cuda.stream(self.upload_stream):
@@ -113,7 +121,7 @@ class GpuStage:
                 slot.uploaded.record(self.upload_stream)
             self.compute_stream.wait_event(slot.uploaded)
             with torch.cuda.stream(self.compute_stream):
-                out = self.stylizer.stylize_tensor(slot.device_in)
+                out = self.stylizer.stylize_tensor(slot.device_in, slot.guides)
                 slot.computed = torch.cuda.Event()
                 slot.computed.record(self.compute_stream)
             self.download_stream.wait_event(slot.computed)
