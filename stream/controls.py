@@ -29,7 +29,8 @@ KEYMAP: tuple[KeyBinding, ...] = (
     KeyBinding(("+", "="), "alpha_up", "more style (alpha +0.1)", "alpha+"),
     KeyBinding(("-", "_"), "alpha_down", "less style (alpha -0.1)", "alpha-"),
     KeyBinding(("c",), "toggle_preserve_color", "keep the camera's colours on/off", "colour"),
-    KeyBinding(("f",), "toggle_smoothing", "flicker smoothing on/off", "smooth"),
+    KeyBinding(("f",), "toggle_smoothing", "flicker smoothing on/off (still scenes)", "smooth"),
+    KeyBinding(("t",), "toggle_temporal", "temporal consistency on/off (optical flow)", "temporal"),
     KeyBinding(("s",), "snapshot", "save the stylized frame as PNG", "snap"),
     KeyBinding(("w",), "fullscreen", "fullscreen on/off", "full"),  # not F: Qt reports Shift+f as f
     KeyBinding(("q", "Esc"), "quit", "quit", "quit"),
@@ -59,10 +60,12 @@ class ControlState:
     preserve_color: bool
     smoothing: bool
     version: int
+    temporal: bool = False
 
 
 class LiveControls:
-    """Mutable live settings: the style (index into ``styles``), α, colour preservation, smoothing."""
+    """Mutable live settings: the style (index into ``styles``), α, colour preservation, smoothing and
+    temporal consistency."""
 
     def __init__(
         self,
@@ -73,6 +76,7 @@ class LiveControls:
         preserve_color: bool = False,
         smoothing: bool = False,
         style_index: int = 0,
+        temporal: bool = False,
     ) -> None:
         self.styles = tuple(styles)
         self.model_name = model_name
@@ -82,6 +86,7 @@ class LiveControls:
         self._alpha = _clamp(alpha)
         self._preserve_color = preserve_color
         self._smoothing = smoothing
+        self._temporal = temporal
         #: False where the engine cannot smooth (onnxruntime, TensorRT); the toggle then does nothing
         self.smoothing_available = True
         self._version = 0
@@ -97,6 +102,7 @@ class LiveControls:
                 preserve_color=self._preserve_color,
                 smoothing=self._smoothing,
                 version=self._version,
+                temporal=self._temporal,
             )
 
     def next_style(self, step: int = 1) -> None:
@@ -131,6 +137,11 @@ class LiveControls:
             self._smoothing = not self._smoothing
             self._version += 1
 
+    def toggle_temporal(self) -> None:
+        with self._lock:
+            self._temporal = not self._temporal
+            self._version += 1
+
     def disable_smoothing(self) -> None:
         """For engines without a hook for it: smoothing off, and the toggle does nothing from now on."""
         with self._lock:
@@ -148,7 +159,15 @@ class LiveControls:
 
 
 _CONTROL_ACTIONS = frozenset(
-    {"next_style", "previous_style", "alpha_up", "alpha_down", "toggle_preserve_color", "toggle_smoothing"}
+    {
+        "next_style",
+        "previous_style",
+        "alpha_up",
+        "alpha_down",
+        "toggle_preserve_color",
+        "toggle_smoothing",
+        "toggle_temporal",
+    }
 )
 
 

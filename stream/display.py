@@ -161,6 +161,7 @@ class DisplaySink:
             n = len(self.controls.styles)
             style = f"style {s.style_index + 1}/{n} {s.style_name}" if n else "no style"
             flags = ("  colour kept" if s.preserve_color else "") + ("  smoothing" if s.smoothing else "")
+            flags += "  temporal" if s.temporal else ""
             lines.insert(0, f"{self.controls.model_name}  {style}  alpha {s.alpha:.2f}{flags}".strip())
         if self._message and time.monotonic() < self._message_until:
             lines.append(self._message)

@@ -1,8 +1,9 @@
 """The live processing stage: applies the viewer's current controls, then stylizes.
 
-Every style is preloaded as cached statistics, so switching styles, α, colour preservation or
-smoothing between two frames costs nothing: the stage reads one :class:`ControlState` snapshot per
-batch and assigns plain attributes. :class:`CaptureTimedSink` times a live recording by the clock.
+Every style is preloaded as cached statistics, so switching styles, α, colour preservation,
+smoothing or temporal consistency between two frames costs nothing: the stage reads one
+:class:`ControlState` snapshot per batch and assigns plain attributes. :class:`CaptureTimedSink` times
+a live recording by the clock.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fractions import Fraction
 from engines.flicker import StatsSmoother
 from engines.styles import Style
 from engines.stylizer import Stylizer
+from engines.temporal import TemporalFilter
 from stream.controls import LiveControls
 from stream.frames import Frame, Sink
 from stream.gpu_stage import GpuStage
@@ -23,7 +25,9 @@ class LiveProcess:
     """A pipeline ``process`` callable driven by :class:`LiveControls`.
 
     ``smoother`` is installed as the engine's content hook while smoothing is on (torch backend); the
-    exported engines have no hook, so for them smoothing is disabled in the controls.
+    exported engines have no hook, so for them smoothing is disabled in the controls. ``temporal`` is
+    the stylizer's temporal filter while temporal consistency is on (every backend); it starts afresh
+    when switched on and when the style changes, so a new style shows at once, not blended in.
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class LiveProcess:
         controls: LiveControls,
         smoother: StatsSmoother | None = None,
         depth: int | None = None,
+        temporal: TemporalFilter | None = None,
     ):
         if not styles:
             raise ValueError("LiveProcess needs at least one style")
@@ -40,6 +45,8 @@ class LiveProcess:
         self.styles = list(styles)
         self.controls = controls
         self.smoother = smoother or StatsSmoother()
+        self.temporal = temporal or stylizer.temporal or TemporalFilter()
+        self._style_index = -1
         self.smoothing_supported = stylizer.engine.supports_content_hook
         if not self.smoothing_supported:
             controls.disable_smoothing()  # so the window never shows a smoothing that is not happening
@@ -60,6 +67,13 @@ class LiveProcess:
         self.stylizer.stats = self.styles[state.style_index].stats
         self.stylizer.alpha = state.alpha
         self.stylizer.preserve_color = state.preserve_color
+        if state.temporal:
+            if self.stylizer.temporal is None or state.style_index != self._style_index:
+                self.temporal.reset()  # switched on, or a new style: start from the current picture
+            self.stylizer.temporal = self.temporal
+        else:
+            self.stylizer.temporal = None
+        self._style_index = state.style_index
         if self.smoothing_supported:
             hook = self.smoother if state.smoothing else None
             if hook is not None and self.stylizer.engine.content_hook is None:

@@ -16,9 +16,9 @@ from importlib import metadata
 
 from engines.errors import StylizeError
 from stream import interrupt
-from stream.cli import bench, convert, engines, export, image, live
+from stream.cli import bench, convert, engines, eval, export, image, live
 
-COMMANDS = {m.NAME: m for m in (image, convert, live, export, engines, bench)}
+COMMANDS = {m.NAME: m for m in (image, convert, live, eval, export, engines, bench)}
 
 EXIT_ERROR = 1
 
@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   stylize image photo.jpg -o out.png --style starry.jpg
   stylize convert in.mp4 out.mp4 --style la_muse.jpg --device cuda
   stylize live --style a.jpg,b.jpg
+  stylize eval in.mp4 out.mp4 --style la_muse.jpg
   stylize COMMAND --help     (options and examples of one command)"""
 
 

@@ -11,6 +11,7 @@ from stream import interrupt
 from stream.cli.options import (
     add_model_arguments,
     add_size_arguments,
+    add_temporal_arguments,
     build_stylizer,
     check_model_arguments,
     check_video_output,
@@ -26,10 +27,13 @@ DESCRIPTION = (
     "written to a temporary file and renamed when complete; Ctrl-C (or SIGTERM, SIGHUP) keeps the "
     "frames done so far."
 )
+#: ``--temporal`` unless ``--no-temporal`` (see the README's "Temporal consistency" for the numbers).
+TEMPORAL_DEFAULT = False
 EXAMPLES = """examples:
   stylize convert in.mp4 out.mp4 --style la_muse.jpg
   stylize convert in.mp4 out.mp4 --style a.jpg --alpha 0.8 --max-side 1280 --device cuda
-  stylize convert in.mov out.mkv --style a.jpg b.jpg --duration 10 --codec libx265 --crf 22"""
+  stylize convert in.mov out.mkv --style a.jpg b.jpg --duration 10 --codec libx265 --crf 22
+  stylize convert in.mp4 out.mp4 --style a.jpg --temporal --backend openvino"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--batch", type=int, default=1, help="frames per network call (default: %(default)s)")
     add_model_arguments(p)
     add_size_arguments(p)
+    add_temporal_arguments(p, default=TEMPORAL_DEFAULT)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             args.input, source.frames_decoded, f"about {total}" if total else "the announced",
         )  # fmt: skip
     where = f"{engine.device} ({engine.backend}, {engine.precision})"
+    if stylizer.temporal is not None:
+        log.info("temporal consistency: %d scene cut(s) started afresh", stylizer.temporal.cuts)
     print(f"{args.output}: {stats.frames_out} frames, {stats.fps:.1f} fps on {where}")
     return 0
 

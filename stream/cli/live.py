@@ -12,6 +12,7 @@ from stream import interrupt
 from stream.cli.options import (
     add_model_arguments,
     add_size_arguments,
+    add_temporal_arguments,
     build_stylizer,
     check_model_arguments,
     check_video_output,
@@ -31,6 +32,7 @@ EXAMPLES = f"""examples:
   stylize live --style starry.jpg,la_muse.jpg,mondrian.jpg
   stylize live --style a.jpg --camera 1 --width 1920 --height 1080 --mjpg --max-side 1280
   stylize live --style a.jpg,b.jpg --vcam --record session.mp4
+  stylize live --style a.jpg --temporal --backend onnxruntime
 
 keys in the window:
 {keys_help()}"""
@@ -69,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument("--seconds", type=float, help="stop after this many seconds")
     add_model_arguments(p, style_help="style image(s); a.jpg,b.jpg also works")
     add_size_arguments(p, size=False)
+    add_temporal_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             preserve_color=args.preserve_color,
             smoothing=args.smooth,
+            temporal=args.temporal,
         )
         stylizer.size = (h, w)
         process = LiveProcess(stylizer, styles, controls, depth=args.depth)

@@ -64,6 +64,16 @@ def add_size_arguments(p: argparse.ArgumentParser, size: bool = True) -> None:
     )
 
 
+def add_temporal_arguments(p: argparse.ArgumentParser, default: bool = False) -> None:
+    """``--temporal`` / ``--no-temporal``: flow-guided temporal consistency (every backend)."""
+    g = p.add_argument_group("temporal consistency")
+    g.add_argument(
+        "--temporal", action=argparse.BooleanOptionalAction, default=default,
+        help="blend each frame with the previous output along the optical flow: steady strokes instead "
+        "of boiling texture; scene cuts start afresh (default: %(default)s)",
+    )  # fmt: skip
+
+
 def check_model_arguments(args: argparse.Namespace) -> None:
     if not 0.0 <= args.alpha <= 1.0:
         raise StylizeError(f"--alpha must be between 0 and 1, got {args.alpha}")
@@ -141,7 +151,12 @@ def build_stylizer(
     style = mix(styles, args.style_weights) if mix_styles and mixed else styles[0]
     log.info("model %s on %s (%s, %s); style: %s", model.name, engine.device, engine.backend,
              engine.precision, style.name)  # fmt: skip
-    stylizer = Stylizer(engine, style.stats, alpha=args.alpha, preserve_color=args.preserve_color)
+    temporal = bool(getattr(args, "temporal", False))
+    stylizer = Stylizer(
+        engine, style.stats, alpha=args.alpha, preserve_color=args.preserve_color, temporal=temporal
+    )
+    if temporal:
+        log.info("temporal consistency: optical flow on the CPU, blending on %s", engine.device)
     return stylizer, styles, engine
 
 
