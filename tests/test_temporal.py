@@ -172,7 +172,7 @@ def test_opencv_and_torch_implementations_agree():
         stabilize_cv(stylized, previous, flow, conf, contrast=False),
         stabilize_torch(stylized, previous, flow, conf, contrast=False),
     )
-    assert float((a - b).abs().max()) < 1e-3
+    assert float((a - b).abs().max()) < 1 / 255  # OpenCV samples at 1/32 px: under one grey level
 
 
 # --- real models, every CPU backend, the pipeline stage ------------------------------------------------
