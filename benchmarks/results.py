@@ -70,7 +70,7 @@ def _read_lines(results_dir: Path) -> dict[tuple, list[tuple[float, float]]]:
             doc = json.loads(path.read_text())
             machine = doc["machine"]["gpu"] or doc["machine"]["id"]
             for r in doc["results"]:
-                if r.get("status") == "ok":
+                if r.get("status") == "ok" and r["kind"] in ("model", "e2e"):  # not the temporal rows
                     lines.setdefault((machine, r["backend"], r["model"], r["kind"]), []).append(
                         (r["megapixels"], r["fps"])
                     )
@@ -155,6 +155,8 @@ def summary(rows: Sequence[dict]) -> str:
 
     out = [line([name for name, _ in _COLUMNS])]
     for r in rows:
+        if r["kind"] == "temporal":
+            continue  # printed by benchmarks.temporal.summary
         values = [r["kind"], r["model"], r["backend"], f"{r['width']}x{r['height']}"]
         if r["status"] != "ok":
             out.append(line(values) + f"  {r['status']}: {r.get('note', '')}")

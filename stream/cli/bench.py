@@ -16,7 +16,7 @@ import torch
 from benchmarks.inputs import DEFAULT_CLIP, load_models, probe_video, shared_dir
 from benchmarks.machine import cpu_info, device_peak, machine_info
 from benchmarks.matrix import CPU_SIZES, GPU_SIZES, VARIANTS, parse_sizes, run_matrix, variant_unavailable
-from benchmarks.results import PLOT_NAME, SCHEMA, plot_results, summary, write_results
+from benchmarks.results import PLOT_NAME, SCHEMA, now, plot_results, summary, write_results
 from engines.errors import StylizeError
 from stream.cli.options import show_progress
 
@@ -30,6 +30,7 @@ DESCRIPTION = (
 DEFAULT_OUT = Path("bench-results")
 EXAMPLES = """examples:
   stylize bench
+  stylize bench --temporal --models microast,adain-cd16x      (warping error, style and FPS of --temporal)
   stylize bench --models microast --sizes 720p,1080p,4k --backends torch-fp16,torch-fp16-graph
   stylize bench --no-run --plot                  (chart ./bench-results/*.json)
   stylize bench --no-run --plot --results-dir benchmarks/results --out benchmarks/results"""
@@ -70,13 +71,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--results-dir", metavar="DIR", help="results files to chart (default: the output folder)")
     p.add_argument("--no-run", action="store_true", help="measure nothing (with --plot: redraw only)")
+    t = p.add_argument_group("temporal consistency (instead of the FPS matrix)")
+    t.add_argument(
+        "--temporal", action="store_true",
+        help="measure --temporal against per-frame: warping error, style distance, FPS side by side, a "
+        "hard cut (default backend: torch at the automatic precision, as convert runs)",
+    )  # fmt: skip
+    t.add_argument("--style", help="style image (default: the shared starry_night.jpg)")
+    t.add_argument(
+        "--metric-weights", metavar="PATH",
+        help="VGG-16 metric weights (default: $STYLIZE_WEIGHTS, the cache, ../shared/weights)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the matrix, write/merge the results file, print a table; 1 if any cell failed (not OOM)."""
     status = 0
     if not args.no_run:
-        status = _measure(args)
+        status = _measure_temporal(args) if args.temporal else _measure(args)
     if args.plot is not None:
         results_dir = Path(args.results_dir) if args.results_dir else output_dir(args.out)
         png = Path(args.plot) if args.plot else output_dir(args.out) / PLOT_NAME
@@ -159,3 +171,93 @@ def _measure(args: argparse.Namespace) -> int:
     print(summary(rows))
     print(f"{out}: {len(rows)} rows ({machine['id']})")
     return 1 if any(r["status"] == "error" for r in rows) else 0
+
+
+def _measure_temporal(args: argparse.Namespace) -> int:
+    """``--temporal``: one row per model × backend (see :mod:`benchmarks.temporal`)."""
+    from benchmarks.matrix import Variant, build_engine
+    from benchmarks.temporal import CUT_CLIP, DEFAULT_STYLE, measure_model
+    from benchmarks.temporal import summary as temporal_summary
+    from engines.metrics import VGG16Features, find_vgg16
+    from engines.runtimes.torch_rt import resolve_device
+
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in ("repeats", "e2e_frames"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise StylizeError(f"--{name.replace('_', '-')} must be at least 1")
+    variants = [Variant("torch", "torch", "auto")]
+    if args.backends:
+        variants = []
+        for name in args.backends.split(","):
+            if name.strip() not in VARIANTS:
+                raise StylizeError(f"--backends: unknown '{name.strip()}'; choose from {', '.join(VARIANTS)}")
+            variants.append(VARIANTS[name.strip()])
+    path = Path(args.video) if args.video else shared_dir() / DEFAULT_CLIP
+    style = Path(args.style) if args.style else shared_dir() / DEFAULT_STYLE
+    for what, file in (("video", path), ("style", style)):
+        if not file.is_file():
+            raise StylizeError(f"--temporal: no {what} at {file} (--{what})")
+    try:
+        metric = find_vgg16(args.metric_weights)
+    except StylizeError:
+        metric = shared_dir() / "weights" / "vgg16-imagenet"
+        if args.metric_weights or not metric.is_dir():
+            raise
+        metric = find_vgg16(metric)
+    video = probe_video(path)
+    frames = args.e2e_frames or round(4 * video["fps"])
+    repeats = args.repeats or 3
+    models, notes = load_models(args.models.split(",") if args.models else None, args.weights)
+    notes += list(args.note)
+    for n in notes:
+        print(f"bench: {n}", file=sys.stderr)
+    if not models:
+        raise StylizeError("nothing to measure: " + "; ".join(notes))
+    net = VGG16Features.load(metric)
+    machine = machine_info(device)
+    out = results_file(args.out, machine["id"])
+    settings = {"temporal_frames": frames, "repeats": repeats, "video": f"{path.name} ({video['width']}x"
+                f"{video['height']})", "style": style.name, "codec": "libx264"}  # fmt: skip
+    doc = {"schema": SCHEMA, "machine": machine, "peak": device_peak(device, cpu_info(), args.peak_tflops),
+           "settings": {}, "notes": [], **_kept_settings(out, machine["id"]), "temporal_settings": settings,
+           "temporal_notes": notes}  # fmt: skip
+    rows = []
+    for (name, model), variant in ((m, v) for m in models.items() for v in variants):
+        size = (video["width"], video["height"])
+        why = variant_unavailable(variant, device) if variant.name in VARIANTS else None
+        base = {"kind": "temporal", "model": name, "backend": variant.name, "width": size[0],
+                "height": size[1], "megapixels": round(size[0] * size[1] / 1e6, 4)}  # fmt: skip
+        base["date"] = now()
+        if why:
+            rows.append({**base, "status": "skipped", "note": why})
+            continue
+        try:
+            engine = build_engine(model, variant, device, size)
+            row = measure_model(
+                name, model, engine, video, style, frames, repeats, net, shared_dir() / CUT_CLIP,
+                log=lambda m: print(m, file=sys.stderr) if show_progress(args) else None,
+            )  # fmt: skip
+            rows.append({**row, "backend": variant.name})
+        except Exception as e:  # one model's failure must not lose the others
+            rows.append({**base, "status": "error", "note": f"{type(e).__name__}: {e}"[:300]})
+        write_results(out, {**doc, "results": rows})
+    print(temporal_summary(rows))
+    print(f"{out}: {len(rows)} temporal rows ({machine['id']})")
+    return 1 if any(r["status"] == "error" for r in rows) else 0
+
+
+def _kept_settings(path: Path, machine_id: str) -> dict:
+    """The FPS matrix's settings and notes already in a results file of this machine (a temporal run
+    adds its rows and its own settings, and leaves those alone)."""
+    import json
+
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if old.get("machine", {}).get("id") != machine_id:
+        return {}
+    return {k: old[k] for k in ("settings", "notes") if k in old}
