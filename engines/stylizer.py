@@ -134,7 +134,8 @@ class Stylizer:
         if self.preserve_color:
             out = preserve_color(out, content)
         if self.temporal is not None:
-            out = torch.cat([self.temporal.apply(out[k : k + 1], g) for k, g in enumerate(guides)])
+            steady = [self.temporal.apply(out[k : k + 1], g) for k, g in enumerate(guides)]
+            out = steady[0] if len(steady) == 1 else torch.cat(steady)
         return rgb_to_bgr_u8(out)
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
