@@ -175,6 +175,18 @@ def test_opencv_and_torch_implementations_agree():
     assert float((a - b).abs().max()) < 1 / 255  # OpenCV samples at 1/32 px: under one grey level
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_blends_like_the_cpu():
+    inputs = pan(texture(1), 6)
+    per_frame = noisy(inputs, 12, seed=3)
+    cpu, cuda = TemporalFilter(), TemporalFilter()
+    for image, output in zip(inputs, per_frame, strict=True):
+        a = cpu.apply(to_tensor(output), cpu.prepare(image))
+        b = cuda.apply(to_tensor(output).cuda(), cuda.prepare(image))
+        assert b.device.type == "cuda" and float((a - b.cpu()).abs().mean()) < 1e-2
+
+
 # --- real models, every CPU backend, the pipeline stage ------------------------------------------------
 
 
@@ -331,9 +343,29 @@ def test_convert_temporal_end_to_end(clips, tmp_path, shared_weights, shared_med
     common = ["--style", style, "--weights", str(shared_weights / "microast"), "--precision", "fp32", "-q"]
     src = str(clips / "in.mp4")
     assert main(["convert", src, str(tmp_path / "plain.mp4"), "--no-temporal", *common]) == 0
-    assert main(["convert", src, str(tmp_path / "steady.mp4"), "--temporal", *common]) == 0
+    assert main(["convert", src, str(tmp_path / "steady.mp4"), *common]) == 0  # --temporal is the default
     with VideoFileSource(tmp_path / "plain.mp4") as a, VideoFileSource(tmp_path / "steady.mp4") as b:
         plain, steady = [f.image for f in a], [f.image for f in b]
     assert len(plain) == len(steady) == 8
     inputs = pan(texture(7), 8)
     assert warping_error(inputs, steady) < warping_error(inputs, plain)
+
+
+def test_bench_temporal_writes_its_rows(clips, tmp_path, shared_weights, shared_media):
+    import json
+
+    out = tmp_path / "cpu.json"
+    args = ["bench", "--temporal", "--models", "microast", "--device", "cpu"]
+    args += ["--video", str(clips / "in.mp4")]
+    args += ["--e2e-frames", "6", "--repeats", "1", "--weights", str(shared_weights), "--out", str(out), "-q"]
+    args += ["--style", str(shared_media / "style" / "starry_night.jpg")]
+    assert main([*args, "--metric-weights", str(shared_weights / "vgg16-imagenet")]) == 0
+    doc = json.loads(out.read_text())
+    (row,) = doc["results"]
+    assert row["kind"] == "temporal" and row["status"] == "ok" and row["frames"] == 6
+    errors = row["warping_error"]
+    assert errors["input"] < errors["temporal"] < errors["per_frame"]
+    assert 0 < row["warping_ratio"] < 1 and 0 < row["warping_ratio_farneback"] < 1
+    assert row["style_ratio"] > 0 and row["fps_ratio"] > 0 and len(row["fps_runs"]["temporal"]) == 1
+    assert row["cut"]["equal_to_per_frame"] and row["cut"]["first_frame_of_new_shot"] == 235
+    assert doc["temporal_settings"]["temporal_frames"] == 6

@@ -25,15 +25,16 @@ HELP = "stylize a video file"
 DESCRIPTION = (
     "Stylize a video file: same frame count, timing and size, audio copied unchanged. The output is "
     "written to a temporary file and renamed when complete; Ctrl-C (or SIGTERM, SIGHUP) keeps the "
-    "frames done so far."
+    "frames done so far. Strokes are kept steady from frame to frame (--no-temporal: each frame alone)."
 )
-#: ``--temporal`` unless ``--no-temporal`` (see the README's "Temporal consistency" for the numbers).
-TEMPORAL_DEFAULT = False
+#: ``--temporal`` unless ``--no-temporal``: on Big Buck Bunny it left 0.29× (microast) and 0.19×
+#: (adain-cd16x) of the per-frame warping error, style distance ≤ 1.08×, at 0.94× of the FPS (README).
+TEMPORAL_DEFAULT = True
 EXAMPLES = """examples:
   stylize convert in.mp4 out.mp4 --style la_muse.jpg
   stylize convert in.mp4 out.mp4 --style a.jpg --alpha 0.8 --max-side 1280 --device cuda
   stylize convert in.mov out.mkv --style a.jpg b.jpg --duration 10 --codec libx265 --crf 22
-  stylize convert in.mp4 out.mp4 --style a.jpg --temporal --backend openvino"""
+  stylize convert in.mp4 out.mp4 --style a.jpg --no-temporal      (each frame on its own)"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
