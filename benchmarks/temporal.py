@@ -188,20 +188,22 @@ def _is_cut(images: list[np.ndarray], i: int) -> bool:
 def summary(rows: list[dict]) -> str:
     """The temporal rows as a table: ratios of --temporal to per-frame."""
     head = (
-        f"{'model':<12} {'size':>8} {'frames':>6}  {'warping error: input / per-frame / temporal':>44}  "
+        f"{'model':<12} {'backend':<18} {'size':>8} {'frames':>6}  "
+        f"{'warping error: input / per-frame / temporal':>44}  "
         f"{'ratio':>5} {'(farneback)':>11}  {'style ratio':>11}  {'FPS per-frame / temporal':>24} "
         f"{'ratio':>5}  cut"
     )
     out = [head]
     for r in rows:
         if r.get("status") != "ok":
-            out.append(f"{r['model']:<12} {r.get('status')}: {r.get('note', '')}")
+            out.append(f"{r['model']:<12} {r['backend']:<18} {r.get('status')}: {r.get('note', '')}")
             continue
         e = r["warping_error"]
         cut = r.get("cut", {})
         cut_text = "-" if not cut else ("no ghost" if cut["equal_to_per_frame"] else "GHOST")
         out.append(
-            f"{r['model']:<12} {r['width']}x{r['height']:<4} {r['frames']:>6}  "
+            f"{r['model']:<12} {r['backend'] + ' ' + r['precision']:<18} {r['width']}x{r['height']:<4} "
+            f"{r['frames']:>6}  "
             f"{e['input']:>14.5f} / {e['per_frame']:.5f} / {e['temporal']:.5f}  "
             f"{r['warping_ratio']:>5.2f} {r['warping_ratio_farneback']:>11.2f}  {r['style_ratio']:>11.3f}  "
             f"{r['fps_per_frame']:>11.2f} / {r['fps']:>10.2f} {r['fps_ratio']:>5.2f}  {cut_text}"
