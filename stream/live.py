@@ -45,7 +45,7 @@ class LiveProcess:
         self.styles = list(styles)
         self.controls = controls
         self.smoother = smoother or StatsSmoother()
-        self.temporal = temporal or stylizer.temporal or TemporalFilter()
+        self.temporal = temporal or stylizer.temporal  # made when first switched on
         self._style_index = -1
         self.smoothing_supported = stylizer.engine.supports_content_hook
         if not self.smoothing_supported:
@@ -68,6 +68,8 @@ class LiveProcess:
         self.stylizer.alpha = state.alpha
         self.stylizer.preserve_color = state.preserve_color
         if state.temporal:
+            if self.temporal is None:
+                self.temporal = TemporalFilter()
             if self.stylizer.temporal is None or state.style_index != self._style_index:
                 self.temporal.reset()  # switched on, or a new style: start from the current picture
             self.stylizer.temporal = self.temporal
