@@ -11,7 +11,7 @@ NAME = "eval"
 HELP = "measure a stylized video: warping error (temporal consistency) and style distance"
 DESCRIPTION = (
     "Compare a stylized video with its input: the warping error of Lai et al. (ECCV 2018) — the previous "
-    "output frame warped along the input's optical flow onto the next, mean squared RGB difference over "
+    "output frame warped along the input's optical flow onto the next, squared RGB distance averaged over "
     "the pixels not occluded; lower is steadier — next to the input's own (the floor: flow errors alone), "
     "and with --style the VGG-16 style distance of the frames to the style image (lower is more stylized)."
 )
