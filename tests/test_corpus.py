@@ -375,7 +375,7 @@ def test_live_recording_survives_sigterm(model_args, tmp_path):
     out = tmp_path / "session.mp4"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run_webcam.py"), "--camera", str(camera), *model_args,
+        [sys.executable, str(REPO / "run_webcam.py"), "--camera", str(camera), "--loop", *model_args,
          "--max-side", "64", "--no-window", "--record", str(out)],
         env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
