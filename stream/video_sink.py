@@ -35,12 +35,16 @@ from itertools import islice
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 
 from engines.errors import StylizeError
 from stream import interrupt
 from stream.frames import Frame
 
+#: encoders that log to stderr on their own, and the option that quiets them to errors (SVT-AV1 reads
+#: the SVT_LOG environment variable instead: the CLI sets it)
+_OWN_LOGGERS = {"libx265": ("x265-params", "log-level=error")}
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "h264_nvenc": "cq", "hevc_nvenc": "cq", "av1_nvenc": "cq"}
 #: Encoders without a crf option, whose quality is a fixed quantizer (2 best … 31), in FFmpeg's lambda units.
 _QSCALE_CODECS = frozenset({"mpeg4", "mpeg2video", "mpeg1video", "msmpeg4", "mjpeg"})
@@ -134,6 +138,10 @@ class VideoFileSink:
             stream.codec_context.options[_CRF_OPTION.get(self.codec, "crf")] = str(crf)
         if bitrate is not None:
             stream.codec_context.bit_rate = int(bitrate)
+        if self.codec in _OWN_LOGGERS and av.logging.get_level() is None:
+            # these libraries print to stderr themselves, past FFmpeg's log level: quiet unless asked for
+            key, value = _OWN_LOGGERS[self.codec]
+            stream.codec_context.options[key] = value
         self._video = stream
 
     def _open_encoder(self, pix_fmt: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import metadata
 
@@ -132,6 +133,8 @@ def configure_output(verbose: bool, quiet: bool, prog: str) -> None:
         cv2.utils.logging.LOG_LEVEL_WARNING if verbose else cv2.utils.logging.LOG_LEVEL_SILENT
     )
     av_logging.set_level(av_logging.INFO if verbose else None)
+    if not verbose:  # SVT-AV1 prints its banner past FFmpeg's log level; it reads this when it starts
+        os.environ.setdefault("SVT_LOG", "1")
 
 
 def main(argv: list[str] | None = None, prog: str = "stylize", command: str | None = None) -> int:
