@@ -38,6 +38,7 @@ import av
 import av.logging
 import numpy as np
 
+from engines.atomic import commit, temporary_path
 from engines.errors import StylizeError
 from stream import interrupt
 from stream.frames import Frame
@@ -108,7 +109,7 @@ class VideoFileSink:
 
         check_target(self.path, overwrite, audio_from)
         self.codec = choose_codec(self.path, codec)
-        self._tmp = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(4)}.partial{self.path.suffix}")
+        self._tmp = temporary_path(self.path)
         try:
             self._open_output(crf, bitrate, pix_fmt)
             self._open_encoder(pix_fmt)
@@ -278,7 +279,7 @@ class VideoFileSink:
                     f"output file already exists: {self.path} "
                     "(it appeared while encoding; --overwrite replaces it)"
                 )
-            os.replace(self._tmp, self.path)
+            commit(self._tmp, self.path)
         except BaseException as e:
             self._discard()
             self.aborted = True
