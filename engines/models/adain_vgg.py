@@ -23,6 +23,9 @@ ENCODER_CONVS = (2, 5, 9, 12, 16, 19, 22, 25, 29)
 _POOL_AFTER = {5, 12, 25}
 #: Paper indices of the decoder's convs; an upsample follows the ReLU of those in ``_UPSAMPLE_AFTER``.
 DECODER_CONVS = (1, 5, 8, 11, 14, 18, 21, 25, 28)
+#: the paper's widths (VGG-19 to relu4_1 and its mirror), for a network of that shape without its weights
+PAPER_ENCODER_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 256, 512)
+PAPER_DECODER_WIDTHS = (512, 256, 256, 256, 256, 128, 128, 64, 64, 3)
 _UPSAMPLE_AFTER = {1, 14, 21}
 #: Last encoder index used (module 30 is relu4_1).
 ENCODER_DEPTH = 31
@@ -97,6 +100,13 @@ class AdaINNet(StyleModel):
         load_exact(net.encoder, enc, "encoder")
         load_exact(net.decoder, dict(decoder), "decoder")
         return net.eval()
+
+    @classmethod
+    def paper_shaped(cls, name: str = "adain-random", seed: int = 0) -> AdaINNet:
+        """The paper's network with random weights: same FLOPs and timings, meaningless pictures."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(PAPER_ENCODER_WIDTHS, PAPER_DECODER_WIDTHS, name=name).eval()
 
     @classmethod
     def from_cd_state_dicts(

@@ -17,6 +17,7 @@ from benchmarks.inputs import DEFAULT_CLIP, load_models, probe_video, shared_dir
 from benchmarks.machine import cpu_info, device_peak, machine_info
 from benchmarks.matrix import CPU_SIZES, GPU_SIZES, VARIANTS, parse_sizes, run_matrix, variant_unavailable
 from benchmarks.results import PLOT_NAME, SCHEMA, plot_results, summary, write_results
+from benchmarks.timing import pick_codec
 from engines.errors import StylizeError
 from stream.cli.options import show_progress
 
@@ -36,7 +37,11 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", help="comma-separated (default: every registered model whose weights resolve)")
+    p.add_argument(
+        "--models",
+        help="comma-separated (default: every registered model whose weights resolve); adain-random is "
+        "the paper's network shape with random weights, for timing without its files",
+    )
     p.add_argument("--backends", help=f"comma-separated from {', '.join(VARIANTS)} (default: all available)")
     p.add_argument(
         "--sizes",
@@ -52,7 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", help="clip for end-to-end runs (default: the shared Big Buck Bunny clip)")
     p.add_argument("--e2e-frames", type=int, help="frames per end-to-end run (default: 240 CUDA, 48 CPU)")
     p.add_argument("--no-e2e", action="store_true", help="model-only timings")
-    p.add_argument("--codec", default="libx264", help="end-to-end encoder (default: %(default)s)")
+    p.add_argument(
+        "--codec", default="auto",
+        help="end-to-end encoder (default: auto = h264_nvenc on CUDA where it opens, else libx264)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--peak-tflops", type=float, help="override the device ceiling (TFLOP/s)")
     p.add_argument("--note", action="append", default=[], help="caveat stored with the results (repeatable)")
@@ -118,7 +126,7 @@ def _measure(args: argparse.Namespace) -> int:
         "repeats": args.repeats or (100 if cuda else 10),
         "warmup": args.warmup if args.warmup is not None else (10 if cuda else 2),
         "e2e_frames": args.e2e_frames or (240 if cuda else 48),
-        "codec": args.codec,
+        "codec": pick_codec(cuda) if args.codec == "auto" else args.codec,
     }
     sizes = parse_sizes(args.sizes) if args.sizes else list(GPU_SIZES if cuda else CPU_SIZES)
     notes = list(args.note)
