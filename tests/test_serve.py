@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,7 +28,7 @@ from engines.models.base import StyleModel  # noqa: E402
 from engines.styles import StyleBank  # noqa: E402
 from engines.stylizer import Stylizer  # noqa: E402
 from stream.cli import main  # noqa: E402
-from stream.serve.app import ServeOptions, StyleServer  # noqa: E402
+from stream.serve.app import STATIC_FILES, ServeOptions, StyleServer  # noqa: E402
 from stream.serve.gallery import Gallery  # noqa: E402
 from stream.serve.security import (  # noqa: E402
     MAX_UPLOAD_BYTES,
@@ -424,3 +426,24 @@ async def request_url(url: str) -> tuple[int, str, dict]:
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as r:
             return r.status, await r.text(), dict(r.headers)
+
+
+def test_the_page_ships_with_the_package():
+    """Every file of the page matches pyproject's package-data, so an installed server has its page."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+")
+    repo = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    static = repo / "stream" / "serve" / "static"
+    files = sorted(p.relative_to(static.parent).as_posix() for p in static.iterdir())
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns["stream.serve"]) for f in files)
+    assert {"index.html", *STATIC_FILES} == {p.name for p in static.iterdir()}
+
+
+def test_a_port_in_use_is_one_line():
+    async def scenario():
+        async with serving() as server:
+            taken = StyleServer(server.stage, server.gallery, ServeOptions(port=server.port))
+            with pytest.raises(StylizeError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+                await taken.start()
+
+    asyncio.run(scenario())
