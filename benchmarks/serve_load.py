@@ -193,7 +193,8 @@ async def measure(url: str, clients: int, seconds: float, image: np.ndarray) -> 
         for c in connected:
             s = stats.get(c.client_id, {})
             rows.append(
-                {"fps": round(c.fps(start), 1), "server_latency_ms": s.get("latency_ms"),
+                {"fps": round(c.fps(start), 1), "server_fps": s.get("fps"),
+                 "server_sent_fps": s.get("sent_fps"), "server_latency_ms": s.get("latency_ms"),
                  "server_latency_p95_ms": s.get("latency_p95_ms"), "size": s.get("size")}
             )  # fmt: skip
         return {"clients": clients, "per_client": rows}
@@ -211,6 +212,23 @@ def content_picture(shared: Path, width: int, height: int) -> np.ndarray:
     return cv2.resize(cv2.imread(str(photos[0])), (width, height), interpolation=cv2.INTER_AREA)
 
 
+def model_fps(shared: Path, model_name: str, image: np.ndarray, frames: int = 30) -> float:
+    """The Stylizer alone on ``image``, as the server runs it (CPU, the default precision)."""
+    from engines.runtimes import make_engine
+    from engines.styles import StyleBank
+    from engines.stylizer import Stylizer
+    from engines.weights import load_model
+
+    model = load_model(model_name, shared / "weights", download=False)
+    stats = StyleBank(model, cache_dir=False).add("s", image).stats
+    stylizer = Stylizer(make_engine("torch", model, device="cpu"), stats)
+    stylizer([image])
+    start = time.perf_counter()
+    for _ in range(frames):
+        stylizer([image])
+    return frames / (time.perf_counter() - start)
+
+
 def main() -> int:
     shared = Path(os.environ.get("STYLIZE_SHARED") or REPO.parent / "shared")
     seconds = float(os.environ.get("SERVE_LOAD_SECONDS", "20"))
@@ -224,21 +242,26 @@ def main() -> int:
         "--style", str(shared / "media" / "style" / "la_muse.jpg"),
     )  # fmt: skip
     try:
+        engine = next((line.split(";")[0] for line in process.output if "client" in line), model)
         results = [asyncio.run(measure(url, n, seconds, image)) for n in counts]
     finally:
         process.terminate()
         process.wait(20)
-    print(
-        json.dumps(
-            {"model": model, "camera": f"{width}x{height}", "seconds": seconds, "runs": results}, indent=1
-        )
-    )
+    alone = model_fps(shared, model, image)
+    summary = {
+        "engine": engine, "camera": f"{width}x{height}", "seconds": seconds, "model_alone_fps": alone,
+        "cpu_cores": os.cpu_count(), "load_average_at_end": os.getloadavg()[0], "runs": results,
+    }  # fmt: skip
+    print(json.dumps(summary, indent=1))
+    print(f"{engine}, {width}x{height}: the Stylizer alone {alone:.1f} fps (same process, no video)")
     for r in results:
         fps = [row["fps"] for row in r["per_client"]]
         lat = [row["server_latency_ms"] or 0 for row in r["per_client"]]
         print(
             f"{r['clients']} client(s): {' '.join(f'{f:.1f}' for f in fps)} fps each "
-            f"(total {sum(fps):.1f}); server latency {min(lat):.0f}–{max(lat):.0f} ms"
+            f"(total {sum(fps):.1f}); server latency {min(lat):.0f}–{max(lat):.0f} ms; "
+            f"stylized {' '.join(str(row['server_fps']) for row in r['per_client'])} fps, "
+            f"sent {' '.join(str(row['server_sent_fps']) for row in r['per_client'])} fps"
         )
     return 0
 

@@ -88,6 +88,7 @@ class OutputSlot:
         self._lock = threading.Lock()
         self._frame: Frame | None = None
         self._history: deque[tuple[float, float]] = deque()  # (written at, latency)
+        self._taken: deque[float] = deque()  # when the track took a frame to send
         self.on_frame: Callable[[], None] | None = None
         self.closed = False
         self.written = 0
@@ -106,9 +107,21 @@ class OutputSlot:
 
     def take(self) -> Frame | None:
         """The newest frame not taken yet, or None."""
+        now = time.monotonic()
         with self._lock:
             frame, self._frame = self._frame, None
+            if frame is not None:
+                self._taken.append(now)
+                while self._taken and self._taken[0] < now - _WINDOW:
+                    self._taken.popleft()
             return frame
+
+    def sent_fps(self) -> float:
+        """Frames/s the track took to send (fewer than written when the encoder is the slower one)."""
+        now = time.monotonic()
+        with self._lock:
+            times = [t for t in self._taken if t >= now - _WINDOW]
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
     def recent(self) -> tuple[float, float, float]:
         """(FPS, mean latency ms, p95 latency ms) over the last couple of seconds."""
@@ -263,6 +276,7 @@ class ClientSession:
         total = self.pipeline.stats()
         return {
             "fps": round(fps, 1),
+            "sent_fps": round(self.output.sent_fps(), 1),
             "latency_ms": round(latency, 1),
             "latency_p95_ms": round(p95, 1),
             "frames_in": self.mailbox.received,

@@ -145,7 +145,8 @@ async function updateHud() {
   $("latency").textContent = "latency: " + (parts.join(" + ") || "–");
   if (server) {
     const size = server.size ? `${server.size[0]}×${server.size[1]}` : "";
-    $("server").textContent = `server ${server.fps.toFixed(1)} fps ${size}, p95 ${Math.round(server.latency_p95_ms)} ms, `
+    $("server").textContent = `server ${server.fps.toFixed(1)} fps (${server.sent_fps.toFixed(1)} sent) ${size}, `
+      + `p95 ${Math.round(server.latency_p95_ms)} ms, `
       + `${server.dropped} stale dropped, ${server.clients} client${server.clients === 1 ? "" : "s"}`;
   }
 }
