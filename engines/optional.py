@@ -14,6 +14,9 @@ EXTRAS = {
     "openvino": "openvino",
     "tensorrt": "trt",
     "pyvirtualcam": "vcam",
+    "aiortc": "serve",
+    "aiohttp": "serve",
+    "playwright": "dev",
     "matplotlib": "dev",
 }
 

@@ -17,9 +17,9 @@ from importlib import metadata
 
 from engines.errors import StylizeError
 from stream import interrupt
-from stream.cli import bench, convert, engines, export, image, live
+from stream.cli import bench, convert, engines, export, image, live, serve
 
-COMMANDS = {m.NAME: m for m in (image, convert, live, export, engines, bench)}
+COMMANDS = {m.NAME: m for m in (image, convert, live, serve, export, engines, bench)}
 
 EXIT_ERROR = 1
 
@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   stylize image photo.jpg -o out.png --style starry.jpg
   stylize convert in.mp4 out.mp4 --style la_muse.jpg --device cuda
   stylize live --style a.jpg,b.jpg
+  stylize serve --style a.jpg b.jpg     (then open http://127.0.0.1:8080/)
   stylize COMMAND --help     (options and examples of one command)"""
 
 
