@@ -62,12 +62,23 @@ def _calibrate(net: AdaINNet | MicroAST, last: nn.Conv2d) -> None:
         last.bias.copy_((last.bias - mean) * gain + 0.5)
 
 
+#: Caffe's BGR means: the input 1×1 conv of the VGG encoders maps RGB in [0, 1] to BGR·255 − mean.
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
 def random_adain_cd16x(seed: int = 0) -> AdaINNet:
-    """adain-cd16x's network (same class and widths as the published files) with random weights."""
+    """adain-cd16x's network (same class and widths as the published files) with random weights.
+
+    The input 1×1 conv is not random but what it is in the real file (RGB [0, 1] → Caffe's BGR 0–255
+    minus the mean), so the features have the real network's magnitudes (this matters for fp16).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = AdaINNet(CD16X_ENCODER, CD16X_DECODER, name="adain-cd16x").eval()
         _init(net)
+    with torch.no_grad():
+        net.encoder[0].weight.copy_(255 * torch.eye(3).flip(0)[:, :, None, None])
+        net.encoder[0].bias.copy_(-torch.tensor(CAFFE_BGR_MEAN))
     _calibrate(net, net.decoder[-1])
     return net
 
