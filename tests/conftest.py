@@ -52,6 +52,13 @@ def clip(tmp_path_factory) -> Path:
     return make_clip(folder / "clip.mp4", frames=CLIP_FRAMES, size=CLIP_SIZE, fps=CLIP_FPS, audio="aac")
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that asks for ../shared carries the ``shared`` mark (``-m "not shared"`` leaves it out)."""
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
+
+
 def _devices() -> list:
     params = [pytest.param("cpu", id="cpu")]
     params.append(
