@@ -1,4 +1,9 @@
-"""Shared fixtures: the one door to ../shared, and a device list that adds CUDA only when present."""
+"""Shared fixtures: made-here weights and media, the one door to ../shared, and a device list.
+
+Plumbing tests use ``tiny_weights`` (random models in the published files' formats) and media made
+at test time (``clip`` here; pictures from the ``media`` helpers, imported as ``from media import
+...``). Only tests that judge the real weights or real media reach ``../shared``, through ``shared``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from pathlib import Path
 import cv2  # noqa: F401  before any test module imports av (see stream/__init__.py)
 import pytest
 import torch
+
+from media import CLIP_FPS, CLIP_FRAMES, CLIP_SIZE, make_clip
+from random_weights import write_random_weights
 
 # fp32 as the CPU's "auto" precision for the whole suite (and its subprocesses), so results compare
 # exactly across machines; bf16 has tests of its own that ask for it explicitly.
@@ -33,6 +41,26 @@ def shared_weights(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def shared_media(shared: Path) -> Path:
     return shared / "media"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A ``--weights`` root with random ``adain-cd16x`` and ``microast`` files (tests/random_weights.py)."""
+    return write_random_weights(tmp_path_factory.mktemp("tiny-weights"))
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    """``media.CLIP_*``: 3 s, 24 fps, 192×108 H.264 MP4 with stereo 48 kHz AAC; copy before changing it."""
+    folder = tmp_path_factory.mktemp("media")
+    return make_clip(folder / "clip.mp4", frames=CLIP_FRAMES, size=CLIP_SIZE, fps=CLIP_FPS, audio="aac")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that asks for ../shared carries the ``shared`` mark (``-m "not shared"`` leaves it out)."""
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
 
 
 def _devices() -> list:

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 
+from media import painting, write_image
 from stream.frames import Frame
 from stream.live import CaptureTimedSink
 from stream.video_sink import VideoFileSink
@@ -31,18 +32,18 @@ def run_webcam(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
-def test_records_the_live_stream_and_reports_what_it_ran(shared_media, shared_weights, tmp_path):
+def test_records_the_live_stream_and_reports_what_it_ran(clip, tiny_weights, tmp_path):
     out = tmp_path / "session.mp4"
-    styles = ",".join(str(shared_media / "style" / n) for n in ("la_muse.jpg", "mondrian.jpg"))
+    styles = ",".join(str(write_image(tmp_path / f"style-{i}.jpg", painting(128, 96, i))) for i in (0, 1))
     done = run_webcam(
         "--camera",
-        str(shared_media / "video" / "cutBunny.mp4"),
+        str(clip),  # 192×108
         "--style",
         styles,
         "--model",
         "adain-cd16x",
         "--weights",
-        str(shared_weights),
+        str(tiny_weights),
         "--style-size",
         "64",
         "--max-side",
@@ -71,8 +72,9 @@ def test_records_the_live_stream_and_reports_what_it_ran(shared_media, shared_we
         (["--loop"], "--loop is for a video file given as --camera"),
     ],
 )
-def test_bad_setups_give_one_clear_line(args, message, shared_media):
-    done = run_webcam("--style", str(shared_media / "style" / "la_muse.jpg"), *args, timeout=60)
+def test_bad_setups_give_one_clear_line(args, message, tmp_path):
+    style = write_image(tmp_path / "style.jpg", painting(64, 64))
+    done = run_webcam("--style", str(style), *args, timeout=60)
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
 

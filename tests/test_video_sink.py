@@ -47,8 +47,8 @@ def audio_packets(path: Path, until: float | None = None) -> list[bytes]:
         ]
 
 
-def test_transcode_keeps_frames_rate_duration_and_audio_bytes(shared_media, tmp_path):
-    source_path = shared_media / "video" / "big_buck_bunny_480p_30s.mp4"
+def test_transcode_keeps_frames_rate_duration_and_audio_bytes(clip, tmp_path):
+    source_path = clip  # 3 s at 24 fps, 48 kHz AAC
     out = tmp_path / "out.mp4"
     n = 48  # the first 2 seconds
     with VideoFileSource(source_path) as source:

@@ -1,4 +1,4 @@
-"""VideoFileSource on real files: small synthetic videos made here, and the shared Big Buck Bunny clip."""
+"""VideoFileSource on real files: small videos made here, and the shared Big Buck Bunny clip's metadata."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engines.errors import StylizeError
+from media import CLIP_FPS, CLIP_FRAMES, CLIP_SIZE
 from stream.video_source import VideoFileSource
 
 W, H = 64, 48
@@ -62,7 +63,21 @@ def test_reads_properties_and_bgr_frames_with_timestamps(tmp_path):
     assert not source.ended_early
 
 
+def test_clip_with_sound_metadata_and_first_frames(clip):
+    with VideoFileSource(clip) as source:
+        assert (source.width, source.height) == CLIP_SIZE
+        assert source.fps == CLIP_FPS
+        assert source.frame_count == CLIP_FRAMES
+        assert source.duration == pytest.approx(CLIP_FRAMES / CLIP_FPS)
+        assert source.has_audio
+        first = list(islice(source, 3))
+    assert first[0].image.shape == (CLIP_SIZE[1], CLIP_SIZE[0], 3)
+    assert [f.pts for f in first] == [0, 512, 1024]  # the MP4 muxer's 1/12288 time base at 24 fps
+    assert not np.array_equal(first[0].image, first[2].image)  # the picture moves
+
+
 def test_shared_video_metadata_and_first_frames(shared_media):
+    """A file made by another muxer (the real Big Buck Bunny clip): its known metadata."""
     with VideoFileSource(shared_media / "video" / "big_buck_bunny_480p_30s.mp4") as source:
         assert (source.width, source.height) == (854, 480)
         assert source.fps == 24
@@ -86,8 +101,8 @@ def test_text_file_named_mp4_is_a_clear_error(tmp_path):
         VideoFileSource(path)
 
 
-def test_truncated_shared_mp4_is_a_clear_error(shared_media, tmp_path):
-    data = (shared_media / "video" / "big_buck_bunny_480p_30s.mp4").read_bytes()
+def test_truncated_mp4_is_a_clear_error(clip, tmp_path):
+    data = clip.read_bytes()
     path = tmp_path / "cut.mp4"
     path.write_bytes(data[: int(len(data) * 0.3)])  # its index (moov) is at the end: lost
     with pytest.raises(StylizeError, match="damaged or incomplete"):
