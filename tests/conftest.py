@@ -73,3 +73,48 @@ def short_clip(tmp_path_factory) -> Path:
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+def _make_clip(
+    path: Path, frames: int = 20, fps: int = 20, gop: int = 5, audio: bool = True, size=(64, 48)
+) -> Path:
+    """A small H.264 MP4 made here: moving noisy pictures, a keyframe every ``gop`` frames, AAC audio.
+
+    Noise and motion make every stylized frame differ, so a frame lost, doubled or misplaced shows.
+    """
+    import av
+    import numpy as np
+
+    w, h = size
+    rng = np.random.default_rng(frames * 1000 + gop)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        video.codec_context.gop_size = gop
+        video.codec_context.options = {"keyint_min": str(gop), "sc_threshold": "0"}
+        sound = out.add_stream("aac", rate=44100, layout="mono") if audio else None
+        samples = 0
+        for i in range(frames):
+            image = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
+            image[..., 1] += np.uint8(8 * i % 200)
+            image[:, (3 * i) % w] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+            if sound is not None:
+                n = 44100 // fps
+                wave = (0.3 * np.sin(2 * np.pi * 440 * (samples + np.arange(n)) / 44100)).astype(np.float32)
+                chunk = av.AudioFrame.from_ndarray(wave[None], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 44100, samples
+                samples += n
+                out.mux(sound.encode(chunk))
+        out.mux(video.encode(None))
+        if sound is not None:
+            out.mux(sound.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_clip():
+    """``make_clip(path, frames=20, fps=20, gop=5, audio=True, size=(64, 48))``: see :func:`_make_clip`."""
+    return _make_clip
