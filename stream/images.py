@@ -123,9 +123,9 @@ def list_images(path_or_dir: str | Path) -> list[Path]:
     if not images:
         kinds = ", ".join(sorted(IMAGE_SUFFIXES))
         raise StylizeError(f"no images in folder {path} (looked for {kinds})")
-    return sorted(images, key=_natural_key)
+    return sorted(images, key=natural_key)
 
 
-def _natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list:
     """'frame2' before 'frame10', as people number files."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
