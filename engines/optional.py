@@ -15,6 +15,7 @@ EXTRAS = {
     "tensorrt": "trt",
     "pyvirtualcam": "vcam",
     "matplotlib": "dev",
+    "ray": "ray",
 }
 
 
