@@ -111,7 +111,7 @@ def test_segments_joined_equal_the_file_converted_in_one_piece(
     state = job.files["clip.mp4"]
     assert state.status == "done", state.reason
     assert_same_video(whole, state.output)
-    assert not job.manifest(state).segment_dir("clip.mp4").exists()  # joined, then removed
+    assert not job.manifest(state).work_dir("clip.mp4").exists()  # joined, then removed
 
 
 def test_warmup_frames_go_through_the_stage_and_are_dropped(make_clip, model_args, tmp_path):

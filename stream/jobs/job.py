@@ -11,6 +11,7 @@ a lost machine) loses at most the tasks that were running.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,15 +107,15 @@ class Job:
     def _file_tasks(self, state: FileState, entry: dict, seconds: float, warmup: int) -> list[Task]:
         plan = state.plan
         assert plan is not None
-        folder = self.manifest(state).segment_dir(state.key)
+        folder = self.manifest(state).work_dir(state.key)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".*.partial*"):  # left by a worker killed mid-task
+            stale.unlink(missing_ok=True)
         index = scan_frames(plan.input, plan.stream_index) if seconds > 0 and can_split(plan) else None
         segments = split_segments(index, plan.fps, seconds, warmup, plan.limit) if index else []
         if len(segments) < 2:
-            _remove_stale(state.output.parent, f".{state.output.stem}.*.partial{state.output.suffix}")
-            return [Task(state.key, state.key, plan, state.output, overwrite=self.overwrite)]
+            return [Task(state.key, state.key, plan, self._whole(state))]
         state.segments = segments
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale(folder, ".*.partial*")
         tasks = []
         for segment in segments:
             record = entry.get("segments", {}).get(segment.key)
@@ -145,7 +146,7 @@ class Job:
             return None
         state.frames += result.frames
         if task.segment is None:
-            self._done(state, result.digest)
+            self._deliver(state, task.target, result.digest)
             return None
         state.parts[task.segment.key] = {
             "file": task.target.name, "frames": result.frames, "seconds": round(result.seconds, 3),
@@ -168,17 +169,35 @@ class Job:
         """Join a file's finished segments into its output (no re-encoding) and record it done."""
         from stream.jobs.join import join_segments
 
-        folder = self.manifest(state).segment_dir(state.key)
+        folder = self.manifest(state).work_dir(state.key)
         parts = [(s, folder / state.parts[s.key]["file"]) for s in state.segments]
+        whole = self._whole(state)
         try:
-            frames = join_segments(state.plan, parts, overwrite=self.overwrite)
+            frames = join_segments(state.plan, parts, whole)
         except StylizeError as e:
             self._fail(state, f"joining its segments failed: {e}")
             return
         if frames != state.frames:  # cannot happen unless a segment file changed under us
             self._fail(state, f"the joined file has {frames} frames, its segments {state.frames}")
             return
-        self._done(state, file_digest(state.output))
+        self._deliver(state, whole, file_digest(whole))
+
+    def _whole(self, state: FileState) -> Path:
+        """Where the whole output is written before it is recorded and moved into place."""
+        return self.manifest(state).work_dir(state.key) / f"whole{state.output.suffix}"
+
+    def _deliver(self, state: FileState, made: Path, digest: dict | None) -> None:
+        """Record the output done, then move it into place: a stop between the two leaves a record
+        whose output is missing (redone next time), never an output without a record (refused)."""
+        if state.output.exists() and not self.overwrite:
+            self._fail(state, f"output file already exists: {state.output} (it appeared while converting; "
+                              "use --overwrite to replace it)")  # fmt: skip
+            made.unlink(missing_ok=True)
+            return
+        state.status, state.parts = "done", {}
+        self._save(state, output=digest)
+        os.replace(made, state.output)
+        shutil.rmtree(self.manifest(state).work_dir(state.key), ignore_errors=True)
 
     # --- the manifest ------------------------------------------------------------------------------
 
@@ -207,12 +226,6 @@ class Job:
         if record:
             self._save(state)
 
-    def _done(self, state: FileState, digest: dict | None) -> None:
-        state.status = "done"
-        state.parts = {}
-        self._save(state, output=digest)
-        shutil.rmtree(self.manifest(state).segment_dir(state.key), ignore_errors=True)
-
     # --- counts ------------------------------------------------------------------------------------
 
     def count(self, status: str) -> int:
@@ -221,12 +234,6 @@ class Job:
     @property
     def failed(self) -> int:
         return self.count("failed")
-
-
-def _remove_stale(folder: Path, pattern: str) -> None:
-    """Delete the temporary files a worker killed mid-task left (a sink cleans up after anything else)."""
-    for stale in folder.glob(pattern):
-        stale.unlink(missing_ok=True)
 
 
 def run_here(job: Job, worker: ConvertWorker, progress) -> None:

@@ -20,8 +20,9 @@ from engines.errors import StylizeError
 from stream.jobs.plan import Segment, VideoPlan
 
 
-def join_segments(plan: VideoPlan, parts: Sequence[tuple[Segment, Path]], overwrite: bool = False) -> int:
-    """Write ``plan.output`` from the segment files ``parts`` (in order); returns the frames written."""
+def join_segments(plan: VideoPlan, parts: Sequence[tuple[Segment, Path]], output: Path) -> int:
+    """Write ``output`` (a file like ``plan.output``) from the segment files ``parts``, in order;
+    returns the frames written."""
     from stream.video_sink import VideoFileSink
 
     inputs = [av.open(str(path)) for _, path in parts]
@@ -33,9 +34,9 @@ def join_segments(plan: VideoPlan, parts: Sequence[tuple[Segment, Path]], overwr
                 raise StylizeError(f"segment {segment.index} of {plan.output.name} ({path.name}) was encoded "
                                    "with other settings and cannot be joined")  # fmt: skip
         sink = VideoFileSink(
-            plan.output, width=template.codec_context.width, height=template.codec_context.height,
+            output, width=template.codec_context.width, height=template.codec_context.height,
             fps=plan.fps, time_base=plan.time_base, audio_from=plan.input if plan.audio else None,
-            whole_audio=plan.whole_audio, overwrite=overwrite, keep_partial=False, video_template=template,
+            whole_audio=plan.whole_audio, overwrite=True, keep_partial=False, video_template=template,
         )  # fmt: skip
         with sink:
             last_dts = None

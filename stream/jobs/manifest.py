@@ -73,9 +73,9 @@ class Manifest:
         self._ours.add(name)
         self.save()
 
-    def segment_dir(self, name: str) -> Path:
-        """Where the segments of output ``name`` are written until they are joined."""
-        return self.dir / f"{name}.segments"
+    def work_dir(self, name: str) -> Path:
+        """Where output ``name`` is made: its segments, then the whole file until it is recorded done."""
+        return self.dir / f"{name}.work"
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ _REPORT_EVERY = 0.25  # seconds between progress reports (each is a message to t
 
 @dataclass(frozen=True)
 class Task:
-    """Convert ``plan`` (or only its ``segment``) into ``target``."""
+    """Convert ``plan`` (or only its ``segment``) into ``target``, a file of the job's own folder."""
 
     key: str
     #: the output file this task is part of (its name in the manifest)
@@ -37,7 +37,6 @@ class Task:
     plan: VideoPlan
     target: Path
     segment: Segment | None = None
-    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ class ConvertWorker:
         sink = VideoFileSink(
             task.target, width=plan.width, height=plan.height, fps=plan.fps, time_base=plan.time_base,
             codec=plan.codec, crf=plan.crf, audio_from=plan.input if plan.audio and segment is None else None,
-            whole_audio=plan.whole_audio, overwrite=task.overwrite or segment is not None, keep_partial=False,
+            whole_audio=plan.whole_audio, overwrite=True, keep_partial=False,
         )  # fmt: skip
         try:
             source = VideoFileSource(
