@@ -1,0 +1,214 @@
+"""Jobs on Ray: one local instance for the module (2 CPUs), tiny clips made here, the real small model.
+
+Outputs are compared with ``stylize convert IN OUT`` in this process: lossless encoding (``--crf 0``)
+and one torch thread on both sides (a worker's share of 2 CPUs between 2 workers), so the decoded
+frames must be equal bit for bit, with the same timestamps and the same audio packets.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from stream.cli import build_parser, main
+from stream.jobs.job import Job
+from stream.jobs.plan import plan_video
+from stream.jobs.report import JobProgress
+
+ray = pytest.importorskip("ray")
+
+STYLE = "media/style/la_muse.jpg"
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray instance for the module; afterwards, no process it started may be left."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+             _temp_dir=temp)  # fmt: skip
+    yield
+    started = _descendants(os.getpid())
+    ray.shutdown()
+    deadline = time.monotonic() + 15
+    while (left := [p for p in started if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    shutil.rmtree(temp, ignore_errors=True)
+    assert not left, f"Ray processes left after shutdown: {left}"
+
+
+@pytest.fixture(scope="module")
+def model_args(shared) -> list[str]:
+    return ["--model", "adain-cd16x", "--weights", str(shared / "weights"), "--style-size", "64",
+            "--style", str(shared / STYLE), "--crf", "0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, make_clip, model_args) -> dict[str, Path]:
+    """Three short clips and one long enough for 6 segments of 0.5 s, each with its reference output."""
+    folder = tmp_path_factory.mktemp("clips")
+    made = {name: make_clip(folder / f"{name}.mp4", frames=n, gop=5) for name, n in
+            (("a", 12), ("b", 20), ("c", 16), ("long", 60))}  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, clip in made.items():
+            assert main(["convert", str(clip), str(folder / f"{name}.reference.mp4"), "-q", *model_args]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return made
+
+
+def reference(clip: Path) -> Path:
+    return clip.with_name(f"{clip.stem}.reference.mp4")
+
+
+def decoded(path: Path) -> list[tuple[int, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(f.pts, f.to_ndarray(format="bgr24")) for f in c.decode(video=0)]
+
+
+def audio_bytes(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(audio=0) if p.size]
+
+
+def assert_same_video(a: Path, b: Path) -> None:
+    da, db = decoded(a), decoded(b)
+    assert [p for p, _ in da] == [p for p, _ in db]
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(da, db, strict=True))
+    assert audio_bytes(a) == audio_bytes(b) and audio_bytes(a)
+
+
+def test_files_and_segments_on_two_workers_equal_one_process(
+    ray_instance, clips, model_args, tmp_path, capsys
+):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(clips["a"].read_bytes()[:400])  # cut inside the header: cannot be opened
+    out = tmp_path / "out"
+    inputs = [str(clips[n]) for n in ("a", "b", "c", "long")] + [str(bad)]
+    code = main(
+        ["convert", *inputs, "-o", str(out), "--workers", "2", "--segment-seconds", "0.5", *model_args]
+    )
+    captured = capsys.readouterr()
+    assert code == 1, captured.err  # bad.mp4 failed, alone
+    rows = {line.split()[0]: line for line in captured.out.splitlines()[1:-1]}
+    assert "converted (6 segments)" in rows["long.mp4"]
+    assert "failed: cannot open bad.mp4" in rows["bad.mp4"]
+    assert captured.out.splitlines()[-1].startswith(
+        "5 files: 4 converted, 0 already done, 1 failed; 108 frames"
+    )
+    assert "on 2 workers" in captured.out and "Traceback" not in captured.err
+    for name in ("a", "b", "c", "long"):
+        assert_same_video(reference(clips[name]), out / f"{name}_stylized.mp4")
+    assert sorted(p.name for p in (out / ".stylize-job").iterdir()) == ["manifest.json", "manifest.lock"]
+
+
+def test_a_killed_worker_has_its_task_run_again(ray_instance, clips, model_args, tmp_path):
+    from stream.jobs.ray_pool import RayPool
+
+    job = _job(clips["long"], tmp_path / "long.mp4", model_args)
+    tasks = job.plan_tasks(segment_seconds=1.0)
+    assert len(tasks) == 3
+    killed: list[str] = []
+
+    def kill_the_first(task, worker):  # SIGKILL, a moment after the task was handed over
+        if not killed:
+            killed.append(worker["name"])
+            threading.Timer(0.2, os.kill, (worker["pid"], signal.SIGKILL)).start()
+
+    with RayPool(_recipe(model_args), workers=2, retries=2) as pool:
+        pool.run(job, JobProgress(job, enabled=False), on_submit=kill_the_first)
+    state = job.files["long.mp4"]
+    assert state.status == "done", state.reason
+    assert any(f"retried: worker {killed[0]} died" in note for note in state.notes), state.notes
+    assert_same_video(reference(clips["long"]), state.output)
+
+
+def test_an_interrupted_job_resumes_with_its_finished_segments(
+    ray_instance, clips, model_args, tmp_path, capsys
+):
+    from stream.jobs.ray_pool import RayPool
+
+    out = tmp_path / "long_stylized.mp4"
+    job = _job(clips["long"], out, model_args)
+    job.plan_tasks(segment_seconds=0.5)
+    submitted = []
+
+    def stop_at_the_fifth(task, worker):  # Ctrl-C, when at least 3 segments have finished
+        submitted.append(task.key)
+        if len(submitted) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), RayPool(_recipe(model_args), workers=2) as pool:
+        pool.run(job, JobProgress(job, enabled=False), on_submit=stop_at_the_fifth)
+    assert not out.exists()
+    finished = len(job.files[out.name].parts)
+    assert finished >= 3
+
+    code = main(["convert", str(clips["long"]), str(out), "--workers", "2", "--segment-seconds", "0.5",
+                 "--retries", "0", *model_args])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "converted (6 segments)" in captured.out
+    assert_same_video(reference(clips["long"]), out)
+    again = _job(clips["long"], out, model_args)  # now done: nothing left to run
+    assert again.plan_tasks(segment_seconds=0.5) == [] and again.files[out.name].status == "skipped"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _settings(model_args: list[str]) -> str:
+    from stream.cli.convert_many import fingerprint
+
+    return fingerprint(build_parser().parse_args(["convert", "in.mp4", "out.mp4", *model_args]))
+
+
+def _recipe(model_args: list[str]):
+    from stream.cli.convert_many import load_stylizer, worker_arguments
+
+    args = build_parser().parse_args(["convert", "in.mp4", "out.mp4", *model_args])
+    return functools.partial(load_stylizer, worker_arguments(args), None)
+
+
+def _job(clip: Path, output: Path, model_args: list[str]) -> Job:
+    """The job ``stylize convert CLIP OUTPUT`` with ``model_args`` makes (the same settings fingerprint)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return Job([(clip, output, plan_video(clip, output, crf=0))], _settings(model_args))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (Linux /proc; elsewhere none are checked)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
