@@ -263,3 +263,11 @@ def _worker(model_args: list[str], make_process=None) -> ConvertWorker:
 def _job(clip: Path, output: Path, model_args: list[str]) -> Job:
     output.parent.mkdir(parents=True, exist_ok=True)
     return Job([(clip, output, plan_video(clip, output, crf=0))], "settings")
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line(make_clip, model_args, tmp_path, capsys):
+    pytest.importorskip("ray")
+    clip = make_clip(tmp_path / "clip.mp4", frames=5)
+    assert main(["convert", str(clip), str(tmp_path / "o.mp4"), "--ray", "127.0.0.1:9", *model_args]) == 1
+    err = capsys.readouterr().err
+    assert "nothing answers at --ray 127.0.0.1:9" in err and err.count("\n") == 1

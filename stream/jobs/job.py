@@ -69,6 +69,8 @@ class Job:
             else:
                 state.plan = plan
                 state.notes += plan.notes
+            if state.key in self.files:
+                raise ValueError(f"two outputs named {state.key} in one job")
             self.files[state.key] = state
         self.tasks: list[Task] = []
 
@@ -137,7 +139,7 @@ class Job:
         """Take a task's result into the file and the manifest; the file when its segments are all done."""
         state = self.files[task.file_key]
         state.seconds += result.seconds
-        if result.worker not in state.workers:
+        if result.worker and result.worker not in state.workers:
             state.workers.append(result.worker)
         state.notes += [n for n in result.notes if n not in state.notes]
         if not result.ok:
@@ -163,7 +165,8 @@ class Job:
         state.notes.append(f"{task.key} retried: {why}")
 
     def fail(self, task: Task, reason: str) -> None:
-        self.record(task, TaskResult(task.key, False, "-", reason=reason))
+        """The task cannot run (its workers kept dying): its file fails with ``reason``."""
+        self.record(task, TaskResult(task.key, False, "", reason=reason))
 
     def join(self, state: FileState) -> None:
         """Join a file's finished segments into its output (no re-encoding) and record it done."""
@@ -174,8 +177,9 @@ class Job:
         whole = self._whole(state)
         try:
             frames = join_segments(state.plan, parts, whole)
-        except StylizeError as e:
-            self._fail(state, f"joining its segments failed: {e}")
+        except Exception as e:  # a StylizeError, or a segment FFmpeg cannot read: this file fails, alone
+            why = str(e) if isinstance(e, StylizeError) else f"{type(e).__name__}: {e}"
+            self._fail(state, f"joining its segments failed: {why}")
             return
         if frames != state.frames:  # cannot happen unless a segment file changed under us
             self._fail(state, f"the joined file has {frames} frames, its segments {state.frames}")

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -58,6 +59,45 @@ class _Reporter:
         self.tally.set.remote(self.key, frames)
 
 
+def connect(address: str | None = None, workers: int | None = None, verbose: bool = False) -> bool:
+    """Join the cluster at ``address``, or start a local instance (at least ``workers`` CPUs), unless
+    this process is connected already; True when it started or joined one now (the caller shuts it down).
+    """
+    ray = require("ray", "running on workers (--workers, --ray)")
+    if ray.is_initialized():
+        return False
+    level = logging.INFO if verbose else logging.ERROR
+    quiet = {"logging_level": level, "log_to_driver": verbose}
+    if address and address != "auto":
+        _check_reachable(address)
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=max(os.cpu_count() or 1, workers or 1), include_dashboard=False, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise StylizeError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from None
+    return True
+
+
+def shutdown() -> None:
+    """Leave Ray: a local instance stops, a cluster goes on (the counterpart of :func:`connect`)."""
+    require("ray", "running on workers (--workers, --ray)").shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in one line when nothing listens at ``host:port`` (Ray itself would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise StylizeError(f"--ray {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        why = e.strerror or e
+        raise StylizeError(f"nothing answers at --ray {address} ({why}); is the cluster running?") from None
+
+
 class RayPool:
     """``workers`` actors running :class:`ConvertWorker` (a context manager: actors end with it).
 
@@ -86,6 +126,7 @@ class RayPool:
         self.batch, self.retries, self.verbose = batch, retries, verbose
         self.actors: list = []
         self.infos: list[dict] = []
+        self.threads: int | None = None
         self._started_ray = False
 
     # --- start and stop ------------------------------------------------------------------------------
@@ -103,21 +144,7 @@ class RayPool:
         self.close()
 
     def _connect(self) -> None:
-        ray = self.ray
-        if ray.is_initialized():
-            return
-        level = logging.INFO if self.verbose else logging.ERROR
-        quiet = {"logging_level": level, "log_to_driver": self.verbose}
-        try:
-            if self.address:
-                ray.init(address=self.address, **quiet)
-            else:
-                cpus = max(os.cpu_count() or 1, self.workers or 1)
-                ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
-            raise StylizeError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from None
-        self._started_ray = True
+        self._started_ray = connect(self.address, self.workers, self.verbose)
 
     def _start_actors(self) -> None:
         ray = self.ray
@@ -133,12 +160,13 @@ class RayPool:
         if not use_gpus and workers > cpus:
             raise StylizeError(f"--workers {workers}: the Ray cluster has {cpus} CPU(s)")
         share = 1 if use_gpus else max(1, cpus // workers)
+        #: torch threads of each worker (CPU workers; None on GPUs)
+        self.threads = None if use_gpus else share
         actor = ray.remote(ConvertWorker).options(
             num_cpus=share, num_gpus=1 if use_gpus else 0, max_restarts=self.retries, max_task_retries=0
         )
-        threads = None if use_gpus else share
         self.actors = [
-            actor.remote(self.make_stylizer, self.make_process, f"w{i + 1}", threads, self.batch)
+            actor.remote(self.make_stylizer, self.make_process, f"w{i + 1}", self.threads, self.batch)
             for i in range(workers)
         ]
         self.infos = ray.get([a.info.remote() for a in self.actors])
@@ -189,50 +217,52 @@ class RayPool:
                 if on_submit is not None:
                     on_submit(task, self.infos[a])
 
-        while pending or running:
-            feed()
-            if not running:
-                for task in pending:  # every actor is gone for good
-                    job.fail(task, "every worker died")
-                break
-            ready, _ = ray.wait(list(running), num_returns=len(running), timeout=_POLL)
-            joins = []
-            for ref in ready:
-                task, a, key = running.pop(ref)
-                name = self.infos[a]["name"]
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayTaskError as e:  # not a lost worker: it would fail again
-                    result = TaskResult(task.key, False, name, reason=f"internal error: {_first_line(e)}")
-                except ray.exceptions.RayError as e:  # the actor died (killed, out of memory, node lost)
-                    progress.finished(key, None)
-                    deaths[a] += 1
-                    if deaths[a] <= self.retries:
-                        idle.append(a)  # Ray restarts it; calls wait until it is back
-                    attempts[task.key] += 1
-                    why = f"worker {name} died ({type(e).__name__})"
-                    if attempts[task.key] <= self.retries:
-                        job.retrying(task, why)
-                        lost_on[task.key] = a
-                        pending.appendleft(task)
-                    else:
-                        job.fail(task, f"{why}, {attempts[task.key]} times")
-                    continue
-                idle.append(a)
-                progress.finished(key, result)
-                if (ready_file := job.record(task, result)) is not None:
-                    joins.append(ready_file)
-            feed()  # the actors work on while segments are joined here
-            for ready_file in joins:
-                job.join(ready_file)
-            progress.files()
-            if time.monotonic() - last_poll >= _POLL:
-                last_poll = time.monotonic()
-                live = {key for _, _, key in running.values()}
-                for key, frames in ray.get(tally.take.remote()).items():
-                    if key in live:
-                        progress.running(key, frames)
-        ray.kill(tally)
+        try:
+            while pending or running:
+                feed()
+                if not running:
+                    for task in pending:  # every actor is gone for good
+                        job.fail(task, "every worker died")
+                    break
+                ready, _ = ray.wait(list(running), num_returns=len(running), timeout=_POLL)
+                joins = []
+                for ref in ready:
+                    task, a, key = running.pop(ref)
+                    name = self.infos[a]["name"]
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:  # not a lost worker: it would fail again
+                        result = TaskResult(task.key, False, name, reason=f"internal error: {_first_line(e)}")
+                    except ray.exceptions.RayError as e:  # the actor died (killed, out of memory, node lost)
+                        progress.finished(key, None)
+                        deaths[a] += 1
+                        if deaths[a] <= self.retries:
+                            idle.append(a)  # Ray restarts it; calls wait until it is back
+                        attempts[task.key] += 1
+                        why = f"worker {name} died ({type(e).__name__})"
+                        if attempts[task.key] <= self.retries:
+                            job.retrying(task, why)
+                            lost_on[task.key] = a
+                            pending.appendleft(task)
+                        else:
+                            job.fail(task, f"{why}, {attempts[task.key]} times")
+                        continue
+                    idle.append(a)
+                    progress.finished(key, result)
+                    if (ready_file := job.record(task, result)) is not None:
+                        joins.append(ready_file)
+                feed()  # the actors work on while segments are joined here
+                for ready_file in joins:
+                    job.join(ready_file)
+                progress.files()
+                if time.monotonic() - last_poll >= _POLL:
+                    last_poll = time.monotonic()
+                    live = {key for _, _, key in running.values()}
+                    for key, frames in ray.get(tally.take.remote()).items():
+                        if key in live:
+                            progress.running(key, frames)
+        finally:
+            ray.kill(tally)
 
 
 def _first_line(error: Exception) -> str:
