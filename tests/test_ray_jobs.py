@@ -212,3 +212,23 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_bench_workers_measures_each_worker_count_side_by_side(
+    ray_instance, clips, shared_weights, tmp_path, capsys
+):
+    """``stylize bench --workers 1,2``: both workloads on each worker count, in a table and a file."""
+    import json
+
+    code = main(["bench", "--workers", "1,2", "--models", "adain-cd16x", "--weights", str(shared_weights),
+                 "--video", str(clips["long"]), "--e2e-frames", "16", "--sizes", "64x48", "--repeats", "1",
+                 "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    (results,) = tmp_path.glob("*-scaling.json")
+    rows = json.loads(results.read_text())["scaling"]
+    assert [(r["workload"], r["workers"]) for r in rows] == [("files", 1), ("segments", 1), ("files", 2),
+                                                             ("segments", 2)]  # fmt: skip
+    assert all(r["frames"] == 16 and r["tasks"] == 4 and r["fps"] > 0 for r in rows)
+    assert [r["threads_per_worker"] for r in rows] == [2, 2, 1, 1]
+    assert out.splitlines()[0].split()[:3] == ["workload", "workers", "threads"]
