@@ -57,9 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     v.add_argument("--duration", type=float, metavar="SECONDS", help="convert only the first SECONDS")
     v.add_argument("--frames", type=int, metavar="N", help="convert only the first N frames")
     v.add_argument("--batch", type=int, default=1, help="frames per network call (default: %(default)s)")
-    convert_many.add_arguments(p)
     add_model_arguments(p)
     add_size_arguments(p)
+    convert_many.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
