@@ -49,8 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--segment-seconds", type=float, default=60.0, metavar="S",
-        help="on several workers, split videos longer than 2×S seconds into S-second segments at "
-        "keyframes (0: never; default: %(default)s)",
+        help="on several workers, split videos at keyframes into segments of S seconds or more, the "
+        "last at least S/2 (0: never; default: %(default)s)",
     )  # fmt: skip
     g.add_argument(
         "--retries", type=int, default=2, metavar="N",

@@ -85,7 +85,8 @@ class Job:
     def plan_tasks(self, segment_seconds: float = 0.0, warmup: int = 0) -> list[Task]:
         """Decide every file's fate and list the tasks to run (also kept in ``tasks``).
 
-        ``segment_seconds`` > 0 splits videos at least twice that long (see :mod:`stream.jobs.plan`);
+        ``segment_seconds`` > 0 splits videos into segments of that length or more (see
+        :func:`stream.jobs.plan.split_segments`);
         ``warmup`` frames before each segment go through the processing stage and are dropped.
         """
         for state in self.files.values():

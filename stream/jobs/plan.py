@@ -203,8 +203,8 @@ def scan_frames(path: Path, stream_index: int) -> FrameIndex | None:
 def split_segments(
     index: FrameIndex, fps: Fraction, seconds: float, warmup: int = 0, limit: int | None = None
 ) -> list[Segment]:
-    """Segments of about ``seconds`` each, starting at keyframes; one segment when the video is shorter
-    than two of them, or has no keyframe to split at. The last segment is at least half as long."""
+    """Segments of at least ``seconds`` each (the last one at least half that), each starting at the
+    first keyframe after that length: one segment when no keyframe falls where a split may be."""
     all_pts = index.pts
     n = min(len(all_pts), limit) if limit else len(all_pts)
     per = max(1, round(seconds * fps)) if seconds > 0 else n
