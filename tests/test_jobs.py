@@ -140,7 +140,14 @@ def test_warmup_frames_go_through_the_stage_and_are_dropped(make_clip, model_arg
 # --- many files in this process: resume, failures -------------------------------------------------
 
 
-def test_many_files_run_here_resume_and_a_bad_file_fails_alone(make_clip, model_args, tmp_path, capsys):
+def test_many_files_run_here_resume_and_a_bad_file_fails_alone(
+    make_clip, model_args, tmp_path, capsys, monkeypatch
+):
+    from stream.cli import convert_many
+
+    loads = []
+    load = convert_many.load_stylizer
+    monkeypatch.setattr(convert_many, "load_stylizer", lambda *a: loads.append(1) or load(*a))
     clips = tmp_path / "clips"
     clips.mkdir()
     for name in ("a", "b", "c"):
@@ -148,6 +155,7 @@ def test_many_files_run_here_resume_and_a_bad_file_fails_alone(make_clip, model_
     (clips / "bad.mp4").write_bytes(b"not a video at all\n" * 50)
     out = tmp_path / "out"
     assert main(["convert", str(clips), str(out) + "/", *model_args]) == 1  # bad.mp4 failed
+    assert len(loads) == 1  # the model and the style, loaded once for the three files
     captured = capsys.readouterr()
     table = captured.out.splitlines()
     assert table[0].split() == ["file", "frames", "seconds", "worker", "result"]
