@@ -279,3 +279,37 @@ def test_a_ray_address_where_nothing_listens_is_one_line(make_clip, model_args, 
     assert main(["convert", str(clip), str(tmp_path / "o.mp4"), "--ray", "127.0.0.1:9", *model_args]) == 1
     err = capsys.readouterr().err
     assert "nothing answers at --ray 127.0.0.1:9" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_stops_a_job_cleanly_and_the_same_command_resumes_it(make_clip, model_args, tmp_path):
+    """A real SIGINT to the command: exit 130, finished files kept and recorded, nothing half-written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in "abcdef":
+        make_clip(clips / f"{name}.mp4", frames=120)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "stream", "convert", str(clips), "-o", str(out), *model_args]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "a_stylized.mp4").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "(run the same command again to resume)" in err
+    done = sorted(p.name for p in out.iterdir() if p.name != WORK_DIR)
+    assert 1 <= len(done) < 6, done
+    assert all(len(decoded(out / name)) == 120 for name in done)
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    results = [line.split(maxsplit=4)[-1] for line in again.stdout.splitlines()[1:-1]]
+    assert results.count("already done") == len(done) and results.count("converted") == 6 - len(done)
+    assert sorted(p.name for p in out.iterdir()) == [WORK_DIR, *(f"{n}_stylized.mp4" for n in "abcdef")]
