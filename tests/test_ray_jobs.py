@@ -34,18 +34,19 @@ STYLE = "media/style/la_muse.jpg"
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """A local Ray instance for the module; afterwards, no process it started may be left."""
+    """A local Ray instance for the module; afterwards, no process it started may be left, and the
+    SIGTERM handler ray.init installs in this process is put back."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    before = set(_descendants(os.getpid()))
+    sigterm = signal.getsignal(signal.SIGTERM)
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
              _temp_dir=temp)  # fmt: skip
+    signal.signal(signal.SIGTERM, sigterm)
     yield
-    started = _descendants(os.getpid())
+    started = set(_descendants(os.getpid())) - before
     ray.shutdown()
-    deadline = time.monotonic() + 15
-    while (left := [p for p in started if _alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _assert_gone(started)
     shutil.rmtree(temp, ignore_errors=True)
-    assert not left, f"Ray processes left after shutdown: {left}"
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +168,37 @@ def test_an_interrupted_job_resumes_with_its_finished_segments(
     assert again.plan_tasks(segment_seconds=0.5) == [] and again.files[out.name].status == "skipped"
 
 
+def test_sigterm_stops_a_ray_job_like_ctrl_c_and_leaves_no_ray_process(make_clip, model_args, tmp_path):
+    """The command's own Ray instance: SIGTERM (a service manager stopping it) exits 143 with the
+    usual line, finished segments stay recorded, and every process of that instance is gone."""
+    import json
+    import subprocess
+    import sys
+
+    clip = make_clip(tmp_path / "film.mp4", frames=400, gop=10)
+    out = tmp_path / "film_stylized.mp4"
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "RAY_TMPDIR": ray_tmp}
+    command = [sys.executable, "-m", "stream", "convert", str(clip), str(out), "--workers", "2",
+               "--segment-seconds", "1", *model_args]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = tmp_path / ".stylize-job" / "manifest.json"  # written once a first segment is recorded
+    deadline = time.monotonic() + 90
+    while proc.poll() is None and time.monotonic() < deadline and not manifest.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    try:
+        assert proc.returncode == 143, err
+        assert "terminated (SIGTERM); 0 of 1 files done (run the same command again to resume)" in err
+        assert "Traceback" not in err and not out.exists()
+        entry = json.loads(manifest.read_text())["files"][out.name]
+        assert entry["status"] == "incomplete" and entry["segments"]
+        _assert_gone(_with_env("RAY_TMPDIR", ray_tmp))
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
@@ -203,6 +235,34 @@ def _descendants(pid: int) -> list[int]:
         for child in children.get(todo.pop(), []):
             found.append(child)
             todo.append(child)
+    return found
+
+
+def _assert_gone(pids, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"Ray processes left: {[_cmdline(p) for p in left]}"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return str(pid)
+
+
+def _with_env(name: str, value: str) -> list[int]:
+    """The processes whose environment has ``name=value``: every process of a Ray instance started
+    with it (its workers rename themselves, their environment stays)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
     return found
 
 

@@ -20,7 +20,9 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -70,6 +72,8 @@ def connect(address: str | None = None, workers: int | None = None, verbose: boo
     quiet = {"logging_level": level, "log_to_driver": verbose}
     if address and address != "auto":
         _check_reachable(address)
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -78,6 +82,9 @@ def connect(address: str | None = None, workers: int | None = None, verbose: boo
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise StylizeError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from None
+    finally:
+        if main:  # ray.init makes SIGTERM a sys.exit(15): the command's own handler stops it cleanly
+            signal.signal(signal.SIGTERM, sigterm)
     return True
 
 
