@@ -114,7 +114,8 @@ class Job:
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(".*.partial*"):  # left by a worker killed mid-task
             stale.unlink(missing_ok=True)
-        index = scan_frames(plan.input, plan.stream_index) if seconds > 0 and can_split(plan) else None
+        long_enough = seconds > 0 and (plan.frames is None or plan.frames >= 1.5 * seconds * plan.fps)
+        index = scan_frames(plan.input, plan.stream_index) if long_enough and can_split(plan) else None
         segments = split_segments(index, plan.fps, seconds, warmup, plan.limit) if index else []
         if len(segments) < 2:
             return [Task(state.key, state.key, plan, self._whole(state))]
