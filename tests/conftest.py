@@ -118,3 +118,26 @@ def _make_clip(
 def make_clip():
     """``make_clip(path, frames=20, fps=20, gop=5, audio=True, size=(64, 48))``: see :func:`_make_clip`."""
     return _make_clip
+
+
+def _assert_same_video(a: Path, b: Path) -> None:
+    """The same decoded frames (pixels and timestamps) and the same audio packets, audio not empty."""
+    import av
+    import numpy as np
+
+    def content(path: Path) -> tuple[list, list[bytes]]:
+        with av.open(str(path)) as c:
+            frames = [(f.pts, f.to_ndarray(format="bgr24")) for f in c.decode(video=0)]
+        with av.open(str(path)) as c:
+            return frames, [bytes(p) for p in c.demux(audio=0) if p.size]
+
+    (fa, aa), (fb, ab) = content(a), content(b)
+    assert [pts for pts, _ in fa] == [pts for pts, _ in fb]
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(fa, fb, strict=True))
+    assert aa == ab and aa
+
+
+@pytest.fixture(scope="session")
+def same_video():
+    """``same_video(a, b)`` asserts two video files hold the same frames, timestamps and audio bytes."""
+    return _assert_same_video

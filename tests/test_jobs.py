@@ -48,19 +48,6 @@ def decoded(path: Path) -> list[tuple[int, np.ndarray]]:
         return [(f.pts, f.to_ndarray(format="bgr24")) for f in c.decode(video=0)]
 
 
-def audio_bytes(path: Path) -> list[bytes]:
-    with av.open(str(path)) as c:
-        return [bytes(p) for p in c.demux(audio=0) if p.size]
-
-
-def assert_same_video(a: Path, b: Path) -> None:
-    """Same frames (pixels and timestamps) and the same audio packets."""
-    da, db = decoded(a), decoded(b)
-    assert [p for p, _ in da] == [p for p, _ in db]
-    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(da, db, strict=True))
-    assert audio_bytes(a) == audio_bytes(b)
-
-
 # --- planning ------------------------------------------------------------------------------------
 
 
@@ -98,7 +85,7 @@ def test_segments_start_at_keyframes_and_cover_every_frame_once():
 
 
 def test_segments_joined_equal_the_file_converted_in_one_piece(
-    make_clip, model_args, shared_weights, one_thread, tmp_path, capsys
+    make_clip, model_args, shared_weights, one_thread, same_video, tmp_path, capsys
 ):
     clip = make_clip(tmp_path / "clip.mp4", frames=40, gop=5)
     whole = tmp_path / "whole.mp4"
@@ -110,7 +97,7 @@ def test_segments_joined_equal_the_file_converted_in_one_piece(
     run_here(job, _worker(model_args), JobProgress(job, enabled=False))
     state = job.files["clip.mp4"]
     assert state.status == "done", state.reason
-    assert_same_video(whole, state.output)
+    same_video(whole, state.output)
     assert not job.manifest(state).work_dir("clip.mp4").exists()  # joined, then removed
 
 

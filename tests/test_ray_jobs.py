@@ -17,8 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
 
@@ -75,25 +73,8 @@ def reference(clip: Path) -> Path:
     return clip.with_name(f"{clip.stem}.reference.mp4")
 
 
-def decoded(path: Path) -> list[tuple[int, np.ndarray]]:
-    with av.open(str(path)) as c:
-        return [(f.pts, f.to_ndarray(format="bgr24")) for f in c.decode(video=0)]
-
-
-def audio_bytes(path: Path) -> list[bytes]:
-    with av.open(str(path)) as c:
-        return [bytes(p) for p in c.demux(audio=0) if p.size]
-
-
-def assert_same_video(a: Path, b: Path) -> None:
-    da, db = decoded(a), decoded(b)
-    assert [p for p, _ in da] == [p for p, _ in db]
-    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(da, db, strict=True))
-    assert audio_bytes(a) == audio_bytes(b) and audio_bytes(a)
-
-
 def test_files_and_segments_on_two_workers_equal_one_process(
-    ray_instance, clips, model_args, tmp_path, capsys
+    ray_instance, clips, model_args, same_video, tmp_path, capsys
 ):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(clips["a"].read_bytes()[:400])  # cut inside the header: cannot be opened
@@ -112,11 +93,11 @@ def test_files_and_segments_on_two_workers_equal_one_process(
     )
     assert "on 2 workers" in captured.out and "Traceback" not in captured.err
     for name in ("a", "b", "c", "long"):
-        assert_same_video(reference(clips[name]), out / f"{name}_stylized.mp4")
+        same_video(reference(clips[name]), out / f"{name}_stylized.mp4")
     assert sorted(p.name for p in (out / ".stylize-job").iterdir()) == ["manifest.json", "manifest.lock"]
 
 
-def test_a_killed_worker_has_its_task_run_again(ray_instance, clips, model_args, tmp_path):
+def test_a_killed_worker_has_its_task_run_again(ray_instance, clips, model_args, same_video, tmp_path):
     from stream.jobs.ray_pool import RayPool
 
     job = _job(clips["long"], tmp_path / "long.mp4", model_args)
@@ -134,11 +115,11 @@ def test_a_killed_worker_has_its_task_run_again(ray_instance, clips, model_args,
     state = job.files["long.mp4"]
     assert state.status == "done", state.reason
     assert any(f"retried: worker {killed[0]} died" in note for note in state.notes), state.notes
-    assert_same_video(reference(clips["long"]), state.output)
+    same_video(reference(clips["long"]), state.output)
 
 
 def test_an_interrupted_job_resumes_with_its_finished_segments(
-    ray_instance, clips, model_args, tmp_path, capsys
+    ray_instance, clips, model_args, same_video, tmp_path, capsys
 ):
     from stream.jobs.ray_pool import RayPool
 
@@ -163,7 +144,7 @@ def test_an_interrupted_job_resumes_with_its_finished_segments(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "converted (6 segments)" in captured.out
-    assert_same_video(reference(clips["long"]), out)
+    same_video(reference(clips["long"]), out)
     again = _job(clips["long"], out, model_args)  # now done: nothing left to run
     assert again.plan_tasks(segment_seconds=0.5) == [] and again.files[out.name].status == "skipped"
 

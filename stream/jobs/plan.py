@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 
 from engines.errors import StylizeError
-from stream.images import natural_key
+from stream.images import files_in, natural_key
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,7 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            videos = [
-                p
-                for p in path.iterdir()
-                if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".") and p.is_file()
-            ]
-            if not videos:
-                kinds = ", ".join(sorted(VIDEO_SUFFIXES))
-                raise StylizeError(f"no videos in folder {path} (looked for {kinds})")
-            found += sorted(videos, key=natural_key)
+            found += files_in(path, VIDEO_SUFFIXES, "videos")
         elif path.exists() or not glob.has_magic(spec):
             found.append(path)
         else:
