@@ -208,14 +208,14 @@ class VideoFileSink:
     def write(self, frame: Frame) -> None:
         if self.finalized or self.aborted or self._container is None:
             raise RuntimeError("write() on a closed VideoFileSink")
+        if self._copying:
+            raise RuntimeError("write() on a VideoFileSink that copies packets; use write_packet()")
         image = frame.image
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise StylizeError(
                 f"frame {frame.index} is {image.shape[1]}×{image.shape[0]} {image.dtype}, but the output "
                 f"was opened for {self.width}×{self.height} uint8 BGR"
             )
-        if self._copying:
-            raise RuntimeError("write() on a VideoFileSink that copies packets; use write_packet()")
         pts = self._pts_for(frame)
         time = float(pts * self.time_base)
         self._end_time = max(self._end_time, time + float(1 / self.fps))
