@@ -18,6 +18,7 @@ EXTRAS = {
     "aiohttp": "serve",
     "playwright": "dev",
     "matplotlib": "dev",
+    "ray": "ray",
 }
 
 

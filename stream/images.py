@@ -124,18 +124,20 @@ def list_images(path_or_dir: str | Path) -> list[Path]:
         raise StylizeError(f"not found: {path}")
     if not path.is_dir():
         return [path]
-    images = [
-        p
-        for p in path.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    ]
-    if not images:
-        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise StylizeError(f"no images in folder {path} (looked for {kinds})")
-    return sorted(images, key=_natural_key)
+    return files_in(path, IMAGE_SUFFIXES, "images")
 
 
-def _natural_key(path: Path) -> list:
+def files_in(folder: Path, suffixes: frozenset[str], kind: str) -> list[Path]:
+    """A folder's files with one of ``suffixes`` (not recursive, hidden skipped) in natural order;
+    StylizeError naming ``kind`` when there is none."""
+    found = [p for p in folder.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".")]
+    found = [p for p in found if p.is_file()]
+    if not found:
+        raise StylizeError(f"no {kind} in folder {folder} (looked for {', '.join(sorted(suffixes))})")
+    return sorted(found, key=natural_key)
+
+
+def natural_key(path: Path) -> list:
     """'frame2' before 'frame10', as people number files."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 

@@ -147,3 +147,34 @@ def test_max_frames_stops_early_without_calling_it_truncated(tmp_path):
         frames = list(source)
         assert [f.index for f in frames] == [0, 1, 2, 3, 4]
         assert not source.ended_early
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+def test_a_range_from_a_keyframe_gives_exactly_those_frames(suffix, make_clip, tmp_path):
+    """What a segment's worker reads: the same pixels and timestamps as a reader from the start.
+
+    MPEG-TS has no index: its seek lands after the keyframe (or at the end), so the source decodes
+    from the beginning instead and still misses nothing.
+    """
+    clip = make_clip(tmp_path / "clip.mp4", frames=30, gop=5, audio=False)
+    if suffix != ".mp4":
+        path = tmp_path / f"clip{suffix}"
+        with VideoFileSource(clip) as source, av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=20)
+            stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+            stream.codec_context.gop_size = 5
+            for f in source:
+                frame = av.VideoFrame.from_ndarray(f.image, format="bgr24")
+                frame.pts = f.index
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        clip = path
+    full = [(f.pts, f.image) for f in VideoFileSource(clip)]
+    with av.open(str(clip)) as c:
+        keys = sorted(p.pts for p in c.demux(video=0) if p.size and p.is_keyframe)
+    assert len(keys) >= 5
+    for start, end in [(keys[1], keys[3]), (keys[-1], None), (keys[2], None)]:
+        got = [(f.pts, f.image) for f in VideoFileSource(clip, start_pts=start, end_pts=end)]
+        expected = [(p, im) for p, im in full if p >= start and (end is None or p < end)]
+        assert [p for p, _ in got] == [p for p, _ in expected]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected, strict=True))

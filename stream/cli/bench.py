@@ -8,6 +8,7 @@ named explicitly, e.g. ``--out benchmarks/results`` in a source checkout.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,7 +34,8 @@ EXAMPLES = """examples:
   stylize bench
   stylize bench --models microast --sizes 720p,1080p,4k --backends torch-fp16,torch-fp16-graph
   stylize bench --no-run --plot                  (chart ./bench-results/*.json)
-  stylize bench --no-run --plot --results-dir benchmarks/results --out benchmarks/results"""
+  stylize bench --no-run --plot --results-dir benchmarks/results --out benchmarks/results
+  stylize bench --workers 1,2 --models adain-cd16x      (batch conversion on Ray: FPS per worker count)"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,11 +80,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--results-dir", metavar="DIR", help="results files to chart (default: the output folder)")
     p.add_argument("--no-run", action="store_true", help="measure nothing (with --plot: redraw only)")
+    p.add_argument(
+        "--workers", metavar="N,N",
+        help="instead of the matrix, convert on Ray with each number of workers (e.g. 1,2): FPS side by side "
+        "for the first of --models at the first of --sizes' height, --e2e-frames frames of --video, "
+        "median of --repeats rounds (default 3)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the matrix, write/merge the results file, print a table; 1 if any cell failed (not OOM)."""
     status = 0
+    if args.workers is not None:
+        return _scaling(args)
     if not args.no_run:
         status = _measure(args)
     if args.plot is not None:
@@ -167,3 +177,42 @@ def _measure(args: argparse.Namespace) -> int:
     print(summary(rows))
     print(f"{out}: {len(rows)} rows ({machine['id']})")
     return 1 if any(r["status"] == "error" for r in rows) else 0
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    """``--workers 1,2``: the same conversion job on each number of Ray workers, printed side by side."""
+    from benchmarks.scaling import measure, stylizer_recipe, table
+    from engines.atomic import write_atomic
+    from engines.runtimes.torch_rt import resolve_device
+    from engines.weights import DEFAULT_MODEL
+
+    try:
+        counts = [int(n) for n in args.workers.split(",")]
+    except ValueError:
+        raise StylizeError(f"--workers takes numbers such as 1,2, not {args.workers!r}") from None
+    if not counts or min(counts) < 1:
+        raise StylizeError("--workers numbers must be at least 1")
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    model = args.models.split(",")[0].strip() if args.models else DEFAULT_MODEL
+    size = parse_sizes(args.sizes)[0][1] if args.sizes else (720 if cuda else 144)
+    frames = args.e2e_frames or (960 if cuda else 240)
+    video = Path(args.video) if args.video else shared_dir() / DEFAULT_CLIP
+    if not video.is_file():
+        raise StylizeError(f"no video at {video} (--video)")
+    recipe = stylizer_recipe(model, args.weights, "cuda" if cuda else "cpu")
+    rounds = 3 if args.repeats is None else args.repeats
+    if rounds < 1:
+        raise StylizeError("--repeats must be at least 1")
+    rows = measure(video, counts, recipe, frames=frames, size=size, rounds=rounds,
+                   device="cuda" if cuda else "cpu", codec=args.codec)  # fmt: skip
+    settings = {"model": model, "height": size, "frames": frames, "rounds": rounds, "video": video.name,
+                "codec": args.codec}  # fmt: skip
+    machine = machine_info(device)
+    out = output_dir(args.out) / f"{machine['id']}-scaling.json"
+    doc = {"schema": SCHEMA, "machine": machine, "settings": settings, "notes": args.note, "scaling": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, (json.dumps(doc, indent=1, default=str) + "\n").encode())
+    print(table(rows))
+    print(f"{out}: {len(rows)} rows ({machine['id']}; {model}, {size} px high, {frames} frames)")
+    return 0
