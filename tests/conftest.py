@@ -51,6 +51,18 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def style_image(tmp_path_factory) -> Path:
+    """A generated painting as a JPEG file: a style for plumbing tests."""
+    return media.write_image(tmp_path_factory.mktemp("style") / "painting.jpg", media.painting(160, 120))
+
+
+@pytest.fixture(scope="session")
+def photo_image(tmp_path_factory) -> Path:
+    """A generated photo as a JPEG file: content for plumbing tests."""
+    return media.write_image(tmp_path_factory.mktemp("photo") / "photo.jpg", media.photo(160, 120))
+
+
+@pytest.fixture(scope="session")
 def clip(tmp_path_factory) -> Path:
     """``media.CLIP_*``: 3 s, 24 fps, 192×108 H.264 MP4 with stereo 48 kHz AAC; copy before changing it."""
     folder = tmp_path_factory.mktemp("media")

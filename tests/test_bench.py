@@ -162,13 +162,13 @@ def _listing(folder: Path) -> dict[str, int]:
 
 
 def test_bench_writes_to_the_current_folder_not_the_package(
-    shared_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     committed = _listing(COMMITTED_DIR)
     monkeypatch.chdir(tmp_path)
     args = ["bench", "--models", "microast", "--backends", "torch-fp32", "--sizes", "32x32"]
     args += ["--device", "cpu", "--repeats", "1", "--warmup", "0", "--no-e2e"]
-    assert main([*args, "--weights", str(shared_weights), "--quiet"]) == 0
+    assert main([*args, "--weights", str(tiny_weights), "--quiet"]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["bench-results"]
     written = list((tmp_path / "bench-results").iterdir())
     assert len(written) == 1

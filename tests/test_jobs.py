@@ -25,13 +25,11 @@ from stream.jobs.plan import FrameIndex, expand_inputs, plan_video, split_segmen
 from stream.jobs.report import JobProgress
 from stream.jobs.worker import ConvertWorker
 
-STYLE = "media/style/la_muse.jpg"
-
 
 @pytest.fixture(scope="module")
-def model_args(shared) -> list[str]:
-    return ["--model", "adain-cd16x", "--weights", str(shared / "weights"), "--style-size", "64",
-            "--style", str(shared / STYLE), "--crf", "0"]  # fmt: skip
+def model_args(tiny_weights, style_image) -> list[str]:
+    return ["--model", "adain-cd16x", "--weights", str(tiny_weights), "--style-size", "64",
+            "--style", str(style_image), "--crf", "0"]  # fmt: skip
 
 
 @pytest.fixture
@@ -85,7 +83,7 @@ def test_segments_start_at_keyframes_and_cover_every_frame_once():
 
 
 def test_segments_joined_equal_the_file_converted_in_one_piece(
-    make_clip, model_args, shared_weights, one_thread, same_video, tmp_path, capsys
+    make_clip, model_args, tiny_weights, one_thread, same_video, tmp_path, capsys
 ):
     clip = make_clip(tmp_path / "clip.mp4", frames=40, gop=5)
     whole = tmp_path / "whole.mp4"

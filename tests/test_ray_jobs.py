@@ -27,7 +27,6 @@ from stream.jobs.report import JobProgress
 
 ray = pytest.importorskip("ray")
 
-STYLE = "media/style/la_muse.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +47,9 @@ def ray_instance():
 
 
 @pytest.fixture(scope="module")
-def model_args(shared) -> list[str]:
-    return ["--model", "adain-cd16x", "--weights", str(shared / "weights"), "--style-size", "64",
-            "--style", str(shared / STYLE), "--crf", "0"]  # fmt: skip
+def model_args(tiny_weights, style_image) -> list[str]:
+    return ["--model", "adain-cd16x", "--weights", str(tiny_weights), "--style-size", "64",
+            "--style", str(style_image), "--crf", "0"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -256,12 +255,12 @@ def _alive(pid: int) -> bool:
 
 
 def test_bench_workers_measures_each_worker_count_side_by_side(
-    ray_instance, clips, shared_weights, tmp_path, capsys
+    ray_instance, clips, tiny_weights, tmp_path, capsys
 ):
     """``stylize bench --workers 1,2``: both workloads on each worker count, in a table and a file."""
     import json
 
-    code = main(["bench", "--workers", "1,2", "--models", "adain-cd16x", "--weights", str(shared_weights),
+    code = main(["bench", "--workers", "1,2", "--models", "adain-cd16x", "--weights", str(tiny_weights),
                  "--video", str(clips["long"]), "--e2e-frames", "16", "--sizes", "64x48", "--repeats", "1",
                  "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
     out = capsys.readouterr().out

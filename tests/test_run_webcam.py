@@ -101,13 +101,13 @@ def live_on_clip(
 
 
 def test_a_video_file_camera_plays_once_and_the_recording_lasts_the_session(
-    short_clip, shared_weights, shared_media, tmp_path
+    short_clip, tiny_weights, style_image, tmp_path
 ):
     """The 1 s clip ends the session long before --seconds 60: no timer may hold the process open."""
     out = tmp_path / "session.mp4"
     start = time.monotonic()
     done = live_on_clip(
-        short_clip, shared_weights, shared_media / "style" / "la_muse.jpg", out, "--seconds", "60"
+        short_clip, tiny_weights, style_image, out, "--seconds", "60"
     )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - start < 40
@@ -117,10 +117,10 @@ def test_a_video_file_camera_plays_once_and_the_recording_lasts_the_session(
     assert recording_seconds(out) == pytest.approx(seconds, abs=0.25)
 
 
-def test_a_looped_video_file_camera_runs_until_seconds(short_clip, shared_weights, shared_media, tmp_path):
+def test_a_looped_video_file_camera_runs_until_seconds(short_clip, tiny_weights, style_image, tmp_path):
     out = tmp_path / "session.mp4"
     done = live_on_clip(
-        short_clip, shared_weights, shared_media / "style" / "la_muse.jpg", out, "--loop", "--seconds", "2.5"
+        short_clip, tiny_weights, style_image, out, "--loop", "--seconds", "2.5"
     )
     assert done.returncode == 0, done.stderr
     frames, seconds = session(done.stdout)
@@ -128,11 +128,11 @@ def test_a_looped_video_file_camera_runs_until_seconds(short_clip, shared_weight
     assert recording_seconds(out) == pytest.approx(seconds, abs=0.3)
 
 
-def test_a_missing_camera_is_one_line_on_stderr(shared_media):
+def test_a_missing_camera_is_one_line_on_stderr(style_image):
     """OpenCV prints a dozen lines of its own for a missing camera unless -v asks for them."""
     if Path("/dev/video9").exists():
         pytest.skip("this machine has a camera 9")
-    done = run_webcam("--camera", "9", "--style", str(shared_media / "style" / "la_muse.jpg"), timeout=60)
+    done = run_webcam("--camera", "9", "--style", str(style_image), timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "run_webcam: error: could not open camera 9: no such device, or it is in use by another program"

@@ -204,10 +204,11 @@ def _scaling(args: argparse.Namespace) -> int:
     rounds = 3 if args.repeats is None else args.repeats
     if rounds < 1:
         raise StylizeError("--repeats must be at least 1")
+    codec = pick_codec(cuda) if args.codec == "auto" else args.codec
     rows = measure(video, counts, recipe, frames=frames, size=size, rounds=rounds,
-                   device="cuda" if cuda else "cpu", codec=args.codec)  # fmt: skip
+                   device="cuda" if cuda else "cpu", codec=codec)  # fmt: skip
     settings = {"model": model, "height": size, "frames": frames, "rounds": rounds, "video": video.name,
-                "codec": args.codec}  # fmt: skip
+                "codec": codec}  # fmt: skip
     machine = machine_info(device)
     out = output_dir(args.out) / f"{machine['id']}-scaling.json"
     doc = {"schema": SCHEMA, "machine": machine, "settings": settings, "notes": args.note, "scaling": rows}
