@@ -98,3 +98,23 @@ def cpu_bf16_native() -> bool:
         (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
     )
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def training_precision(precision: str, device: torch.device) -> str:
+    """The autocast precision ``stylize train`` runs in.
+
+    ``auto`` is bf16 on GPUs that have it (tensor-core speed without loss scaling), fp16 with a grad
+    scaler on older GPUs, and fp32 on the CPU (a run there is a test or a fine-tune, where exact
+    numbers matter more than speed). bf16 may be asked for on the CPU; fp16 there is refused.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise StylizeError(f"unknown precision '{precision}': choose one of {', '.join(PRECISION_CHOICES)}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device.type != "cuda":
+        raise StylizeError("fp16 needs a CUDA device; use --precision fp32 (or bf16) on the CPU")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise StylizeError(f"{torch.cuda.get_device_name(device)} has no bf16; use --precision fp16")
+    return precision

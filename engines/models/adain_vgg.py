@@ -51,6 +51,15 @@ def build_encoder(widths: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def mirror_widths(encoder_widths: tuple[int, ...]) -> tuple[int, ...]:
+    """The decoder widths that mirror an encoder's: relu4_1's width in, then the encoder's in reverse, then 3.
+
+    (64,64,128,128,256,256,256,256,512) → (512, 256,256,256,256,128,128,64,64,3), the paper's decoder;
+    the same rule gives the CD-16x decoder from its encoder. Used to start a decoder from scratch.
+    """
+    return (encoder_widths[-1], *reversed(encoder_widths[:-1]), 3)
+
+
 def build_decoder(widths: tuple[int, ...]) -> nn.Sequential:
     """Decoder modules 0–28: input width, then the 9 conv output widths (256,256,256,256,128,128,64,64,3)."""
     cin, outs = widths[0], widths[1:]
@@ -99,6 +108,15 @@ class AdaINNet(StyleModel):
         return net.eval()
 
     @classmethod
+    def from_encoder_state_dict(cls, encoder: Mapping[str, torch.Tensor], name: str = "adain") -> AdaINNet:
+        """An encoder from a paper-format state dict and a fresh mirror decoder (where training starts)."""
+        enc = {k: v for k, v in encoder.items() if _index(k) is None or _index(k) < ENCODER_DEPTH}
+        enc_widths = tuple(_require(enc, f"{i}.weight", "encoder").shape[0] for i in ENCODER_CONVS)
+        net = cls(enc_widths, mirror_widths(enc_widths), name=name)
+        load_exact(net.encoder, enc, "encoder")
+        return net
+
+    @classmethod
     def from_cd_state_dicts(
         cls,
         encoder: Mapping[str, torch.Tensor],
@@ -111,6 +129,20 @@ class AdaINNet(StyleModel):
             _rename(decoder, CD_DECODER_KEYS, "decoder"),
             name=name,
         )
+
+    @staticmethod
+    def cd_encoder_to_paper(encoder: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A Collaborative-Distillation encoder state dict with the paper's indices as keys."""
+        return _rename(encoder, CD_ENCODER_KEYS, "encoder")
+
+    def paper_state_dicts(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(encoder, decoder) state dicts in the pytorch-AdaIN layout (encoder up to relu4_1), on the CPU."""
+        return _cpu(self.encoder.state_dict()), _cpu(self.decoder.state_dict())
+
+    def cd_state_dicts(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(encoder, decoder) state dicts with the Collaborative-Distillation names (no ``_aux`` convs)."""
+        enc, dec = self.paper_state_dicts()
+        return _unrename(enc, CD_ENCODER_KEYS), _unrename(dec, CD_DECODER_KEYS)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         return self.encoder(image)
@@ -140,6 +172,21 @@ def _require(sd: Mapping[str, torch.Tensor], key: str, what: str) -> torch.Tenso
     if key not in sd:
         raise StylizeError(f"{what} checkpoint has no key '{key}' (not an AdaIN {what} state dict?)")
     return sd[key]
+
+
+def _cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies in the default memory layout (a channels_last network writes plain files)."""
+    return {k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format) for k, v in sd.items()}
+
+
+def _unrename(sd: Mapping[str, torch.Tensor], names: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`_rename`: paper indices → CD layer names."""
+    layer_of = {index: layer for layer, index in names.items()}
+    out = {}
+    for key, value in sd.items():
+        index, _, param = key.partition(".")
+        out[f"{layer_of[int(index)]}.{param}"] = value
+    return out
 
 
 def _rename(sd: Mapping[str, torch.Tensor], names: dict[str, int], what: str) -> dict[str, torch.Tensor]:
