@@ -14,9 +14,9 @@ import sys
 from importlib import metadata
 
 from engines.errors import StylizeError
-from stream.cli import bench, convert, engines, export, image, live
+from stream.cli import bench, convert, engines, export, image, live, train
 
-COMMANDS = {m.NAME: m for m in (image, convert, live, export, engines, bench)}
+COMMANDS = {m.NAME: m for m in (image, convert, live, export, engines, bench, train)}
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   stylize image photo.jpg -o out.png --style starry.jpg
   stylize convert in.mp4 out.mp4 --style la_muse.jpg --device cuda
   stylize live --style a.jpg,b.jpg
+  stylize train --content coco/ --style wikiart/ --out my-decoder/
   stylize COMMAND --help     (options and examples of one command)"""
 
 
