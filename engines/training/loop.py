@@ -271,18 +271,8 @@ class Trainer:
     def train_step(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """One optimizer step on uint8 N×3×H×W batches; returns [content, style, total] losses (detached)."""
         cfg, device = self.config, self.processes.device
-        c = (
-            content.to(device, non_blocking=True)
-            .float()
-            .div_(255)
-            .contiguous(memory_format=torch.channels_last)
-        )
-        s = (
-            style.to(device, non_blocking=True)
-            .float()
-            .div_(255)
-            .contiguous(memory_format=torch.channels_last)
-        )
+        c, s = (x.to(device, non_blocking=True).float().div_(255) for x in (content, style))
+        c, s = (x.contiguous(memory_format=torch.channels_last) for x in (c, s))
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr()
         amp = self.precision != "fp32"
@@ -423,7 +413,8 @@ def train(
     """Train ``config.model``'s decoder into ``out`` (check it first with :func:`checkpoint.check_output`).
 
     ``state`` is the checkpoint to resume; ``net`` replaces the network that ``config`` names (tests
-    use random weights). Under torchrun this is one process of the group.
+    use random weights). Under torchrun this is one process of the group. Image workers are spawned
+    processes, so a script calling this needs the usual ``if __name__ == "__main__":`` guard.
     """
     config.check()
     processes = distributed.start(config.device)

@@ -89,7 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("runtime (may change on --resume)")
     r.add_argument(
         "--precision", choices=PRECISION_CHOICES,
-        help="autocast: auto = bf16 on GPUs with it, else fp16 (grad scaler); fp32 on the CPU",
+        help="autocast: auto = bf16 where native (GPU or CPU), else fp16 with a grad scaler (GPU) or fp32",
     )  # fmt: skip
     r.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     r.add_argument("--workers", type=int, metavar="N", help=f"image loading processes (default: {d.workers})")
