@@ -24,6 +24,8 @@ import pytest
 import torch
 
 from engines.adain import mean_std
+from engines.device import BF16_ENV, cpu_bf16_native, training_precision
+from engines.errors import StylizeError
 from engines.models.adain_vgg import ENCODER_CONVS, AdaINNet, mirror_widths
 from engines.training import checkpoint
 from engines.training.data import PairBatches, resize_and_crop, to_tensor
@@ -148,6 +150,12 @@ def test_a_fresh_decoder_mirrors_the_encoder(shared_weights):
     assert _same(fresh.encoder.state_dict(), published.encoder.state_dict())
 
 
+def test_init_model_starts_from_the_published_decoder(shared_weights, tmp_path):
+    config = TrainConfig(model="adain-cd16x", init="model")
+    net = build_network(config, tmp_path, shared_weights, None)
+    assert _same(net.decoder.state_dict(), load_model("adain-cd16x", shared_weights).decoder.state_dict())
+
+
 # --- data -------------------------------------------------------------------------------------------
 
 
@@ -258,6 +266,19 @@ def test_bf16_autocast_on_the_cpu_trains(data, tmp_path):
         config, sorted(data[0].iterdir()), sorted(data[1].iterdir()), tmp_path, read_image, net=_tiny()
     )
     assert result.precision == "bf16" and np.isfinite(result.last_loss)
+
+
+def test_training_precision_follows_the_device_rules(monkeypatch):
+    cpu = torch.device("cpu")
+    with monkeypatch.context() as env:
+        for forced, expected in (("0", "fp32"), ("1", "bf16")):
+            env.setenv(BF16_ENV, forced)
+            cpu_bf16_native.cache_clear()
+            assert training_precision("auto", cpu) == expected
+    cpu_bf16_native.cache_clear()  # the rest of the suite sees its own setting again
+    assert training_precision("bf16", cpu) == "bf16"
+    with pytest.raises(StylizeError, match="fp16 needs a CUDA device"):
+        training_precision("fp16", cpu)
 
 
 @pytest.mark.cuda
@@ -402,3 +423,12 @@ def test_resuming_needs_a_checkpoint_and_keeps_the_run_defining_values(tmp_path)
     assert saved.resumed({"steps": 20, "workers": 0, "lr": 1e-4}).steps == 20
     with pytest.raises(Exception, match="--batch 4 differs"):
         saved.resumed({"batch_size": 4})
+
+
+def test_the_training_benchmark_counts_and_times_an_iteration():
+    from benchmarks.training import flops_per_iteration, iterations_per_second
+
+    paper = AdaINNet(PAPER_WIDTHS, mirror_widths(PAPER_WIDTHS))
+    assert flops_per_iteration(paper, 8, 256) == pytest.approx(1.752e12, rel=1e-3)
+    rates = iterations_per_second(_tiny(), batch=2, size=32, warmup=1, runs=2, steps=1)
+    assert len(rates) == 2 and all(r > 0 for r in rates)
