@@ -257,6 +257,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(data, tmp_path):
     for key in a["decoder"]:
         torch.testing.assert_close(a["decoder"][key], b["decoder"][key], rtol=1e-5, atol=1e-7)
     assert _rows(tmp_path / "whole")[-1]["total"] == _rows(tmp_path / "halves")[-1]["total"]
+    written = load_model("adain", weights=tmp_path / "whole")  # the paper's layout: vgg_normalised + decoder
+    assert _same(written.decoder.state_dict(), a["decoder"])
 
 
 def test_bf16_autocast_on_the_cpu_trains(data, tmp_path):
