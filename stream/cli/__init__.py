@@ -17,9 +17,9 @@ from importlib import metadata
 
 from engines.errors import StylizeError
 from stream import interrupt
-from stream.cli import bench, convert, engines, export, image, live, serve
+from stream.cli import bench, convert, engines, export, image, live, serve, train
 
-COMMANDS = {m.NAME: m for m in (image, convert, live, serve, export, engines, bench)}
+COMMANDS = {m.NAME: m for m in (image, convert, live, serve, export, engines, bench, train)}
 
 EXIT_ERROR = 1
 
@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   stylize convert in.mp4 out.mp4 --style la_muse.jpg --device cuda
   stylize live --style a.jpg,b.jpg
   stylize serve --style a.jpg b.jpg     (then open http://127.0.0.1:8080/)
+  stylize train --content coco/ --style wikiart/ --out my-decoder/
   stylize COMMAND --help     (options and examples of one command)"""
 
 
