@@ -331,8 +331,9 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_143(data, shared_weights,
         assert running.wait(90), "".join(lines)
     finally:
         proc.send_signal(signal.SIGTERM)
-    stdout, _ = proc.communicate(timeout=60)
-    reader.join(10)
+    reader.join(60)  # the reader owns stderr to its end: communicate() must not take lines from it
+    stdout = proc.stdout.read()
+    proc.wait(60)
     err = "".join(lines)
     assert proc.returncode == 143, err
     assert "stopped by SIGTERM" in err and "--resume" in err and "Traceback" not in err
