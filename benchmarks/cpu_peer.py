@@ -66,7 +66,7 @@ def our_fps(video: Path, out: Path, style: Path, weights: Path, extra: list[str]
 
 def main(argv: list[str]) -> int:
     shared = shared_dir()
-    video = Path(argv[0]) if argv else shared / "media" / "video" / "cutBunny.mp4"
+    video = Path(argv[0]) if argv and argv[0] else shared / "media" / "video" / "cutBunny.mp4"
     rounds = int(argv[1]) if len(argv) > 1 else 2
     style, weights = shared / "media" / "style" / "starry_night.jpg", shared / "weights"
     results: dict[str, list[float]] = {}

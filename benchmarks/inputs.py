@@ -14,6 +14,8 @@ import torch
 
 from engines.errors import StylizeError
 
+#: not a registered model: the paper's VGG-19 network with random weights, for timing it without its files
+PAPER_SHAPED = "adain-random"
 SHARED_ENV = "STYLIZE_SHARED"  # a folder laid out like ../shared (the GPU check points it at .device/)
 DEFAULT_CLIP = Path("media") / "video" / "big_buck_bunny_480p_30s.mp4"
 
@@ -32,8 +34,15 @@ def load_models(names: Sequence[str] | None, weights: str | None) -> tuple[dict,
     places = [weights] if weights else [None, *([shared_dir() / "weights"] if shared_dir().is_dir() else [])]
     models, notes = {}, []
     for name in names or REGISTRY:
+        if name == PAPER_SHAPED:
+            from engines.models.adain_vgg import AdaINNet
+
+            models[name] = AdaINNet.paper_shaped(PAPER_SHAPED).requires_grad_(False)
+            notes.append(f"{PAPER_SHAPED}: the paper's network shape with random weights (timings only)")
+            continue
         if name not in REGISTRY:
-            raise StylizeError(f"--models: unknown model '{name}'; choose from {', '.join(REGISTRY)}")
+            choices = ", ".join([*REGISTRY, PAPER_SHAPED])
+            raise StylizeError(f"--models: unknown model '{name}'; choose from {choices}")
         for place in places:
             try:
                 models[name] = load_model(name, place, download=False, progress=False)

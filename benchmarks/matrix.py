@@ -39,9 +39,10 @@ class Variant:
     cuda_only: bool = False
     cpu_only: bool = False
     cuda_graph: bool = False
+    compile: bool = False
 
     def options(self) -> dict:
-        return {"cuda_graph": True} if self.cuda_graph else {}
+        return {name: True for name in ("cuda_graph", "compile") if getattr(self, name)}
 
 
 VARIANTS = {
@@ -50,6 +51,7 @@ VARIANTS = {
         Variant("torch-fp32", "torch", "fp32"),
         Variant("torch-fp16", "torch", "fp16", cuda_only=True),
         Variant("torch-fp16-graph", "torch", "fp16", cuda_only=True, cuda_graph=True),
+        Variant("torch-fp16-compile", "torch", "fp16", cuda_only=True, compile=True),
         Variant("torch-bf16", "torch", "bf16", cpu_only=True),
         Variant("onnxruntime", "onnxruntime", "fp16"),  # fp16 with the CUDA EP, fp32 on the CPU
         Variant("openvino-fp32", "openvino", "fp32", cpu_only=True),

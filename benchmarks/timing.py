@@ -18,6 +18,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,22 @@ def pipeline_fps(stylizer, images: Sequence[np.ndarray], depth: int | None = Non
         "latency_p95_ms": stats.latency_p95_ms,
         "depth": stage.depth,
     }
+
+
+def pick_codec(cuda: bool) -> str:
+    """The encoder an end-to-end run uses: NVENC on a GPU machine where it really opens, else libx264.
+
+    NVENC keeps encoding off the CPU, which is what a GPU user runs; it needs the driver's encode
+    library, so it is tried, not assumed.
+    """
+    if not cuda:
+        return "libx264"
+    import av
+
+    try:
+        ctx = av.CodecContext.create("h264_nvenc", "w")
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 30)
+        ctx.open()
+    except (av.FFmpegError, ValueError):  # not built in, or no NVIDIA encoder/driver here
+        return "libx264"
+    return "h264_nvenc"

@@ -24,13 +24,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left as it was.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
+    tmp = temporary_path(path)
     try:
         yield tmp
         commit(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden, unique name next to ``path`` that keeps its suffix: ``.name.<random>.partial.ext``."""
+    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
 
 
 def commit(tmp: Path, path: Path) -> None:

@@ -14,7 +14,11 @@ EXTRAS = {
     "openvino": "openvino",
     "tensorrt": "trt",
     "pyvirtualcam": "vcam",
+    "aiortc": "serve",
+    "aiohttp": "serve",
+    "playwright": "dev",
     "matplotlib": "dev",
+    "ray": "ray",
 }
 
 

@@ -55,17 +55,38 @@ class WeightFile:
 
 
 @dataclass(frozen=True)
+class TrainingLayout:
+    """How ``stylize train`` reads a trainable model's encoder and writes the model's files.
+
+    Writing in the layout ``ModelSpec.build`` reads is what makes a training output folder a model
+    folder like a downloaded one: the same checks load it.
+    """
+
+    encoder_file: str
+    #: the encoder file's contents → a paper-format encoder state dict
+    encoder_state: Callable[[dict], dict]
+    #: the network → the contents of each of the model's files, keyed by file name
+    files: Callable[[AdaINNet], dict[str, dict]]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     description: str
     files: tuple[WeightFile, ...]
     #: builds the network from the state dicts, keyed by file name; raises StylizeError on mismatch
     build: Callable[[dict[str, dict]], StyleModel]
+    #: set for the models whose decoder ``stylize train`` can train (an AdaIN encoder–decoder)
+    training: TrainingLayout | None = None
 
 
 def _unwrap(sd: dict) -> dict:
     """Collaborative-Distillation files wrap the state dict as {"model": ..., "epoch": ...}."""
     return sd["model"] if isinstance(sd, dict) and isinstance(sd.get("model"), dict) else sd
+
+
+def _named(names: tuple[str, ...], contents) -> dict[str, dict]:
+    return dict(zip(names, contents, strict=True))
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -79,6 +100,11 @@ REGISTRY: dict[str, ModelSpec] = {
                 WeightFile("decoder.pth", f"{_ADAIN_RELEASE}/decoder.pth", min_size=10_000_000),
             ),
             lambda sd: AdaINNet.from_state_dicts(sd["vgg_normalised.pth"], sd["decoder.pth"], name="adain"),
+            TrainingLayout(
+                "vgg_normalised.pth",
+                lambda sd: sd,
+                lambda net: _named(("vgg_normalised.pth", "decoder.pth"), net.paper_state_dicts()),
+            ),
         ),
         ModelSpec(
             "adain-cd16x",
@@ -97,6 +123,11 @@ REGISTRY: dict[str, ModelSpec] = {
             ),
             lambda sd: AdaINNet.from_cd_state_dicts(
                 _unwrap(sd["4SE.pth"]), _unwrap(sd["4SD.pth"]), name="adain-cd16x"
+            ),
+            TrainingLayout(
+                "4SE.pth",
+                lambda sd: AdaINNet.cd_encoder_to_paper(_unwrap(sd)),
+                lambda net: _named(("4SE.pth", "4SD.pth"), ({"model": sd} for sd in net.cd_state_dicts())),
             ),
         ),
         ModelSpec(
@@ -122,6 +153,8 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODEL = "microast"
+#: the models ``stylize train`` trains a decoder for
+TRAINABLE = tuple(name for name, spec in REGISTRY.items() if spec.training is not None)
 
 
 def spec_for(name: str) -> ModelSpec:
@@ -152,15 +185,21 @@ def candidate_dirs(name: str, weights: str | os.PathLike | None = None) -> list[
 
 
 def resolve(
-    name: str, weights: str | os.PathLike | None = None, download: bool = True, progress: bool | None = None
+    name: str,
+    weights: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, Path]:
     """Paths of ``name``'s files: the first folder holding all of them, else a fresh download.
 
     An explicit ``weights`` folder that lacks the files is an error rather than a silent download,
-    since the user asked for that folder.
+    since the user asked for that folder. ``only`` restricts the files to those names (training
+    needs just the encoder).
     """
     spec = spec_for(name)
-    names = [f.name for f in spec.files]
+    files = tuple(f for f in spec.files if only is None or f.name in only)
+    names = [f.name for f in files]
     for folder in candidate_dirs(name, weights):
         if all((folder / n).is_file() for n in names):
             return {n: folder / n for n in names}
@@ -177,7 +216,7 @@ def resolve(
             f"in that folder or in its '{name}/' sub-folder{holds}"
         )
     target = cache_dir() / name
-    missing = [f for f in spec.files if not (target / f.name).is_file()]
+    missing = [f for f in files if not (target / f.name).is_file()]
     if not download:
         raise StylizeError(_missing_message(spec, missing, "downloads are disabled"))
     for f in missing:
@@ -290,3 +329,22 @@ def load_model(
         h.update(f"{p.name}:{sha256_file(p)}".encode())
     model.fingerprint = h.hexdigest()[:16]
     return model.requires_grad_(False)
+
+
+def load_encoder(
+    name: str, weights: str | os.PathLike | None = None, download: bool = True, progress: bool | None = None
+) -> AdaINNet:
+    """A trainable model's encoder (resolved like :func:`load_model`) with a freshly initialized decoder.
+
+    Only the encoder file is needed: a decoder is what training makes.
+    """
+    spec = spec_for(name)
+    if spec.training is None:
+        raise StylizeError(f"model '{name}' cannot be trained; trainable models: {', '.join(TRAINABLE)}")
+    path = resolve(name, weights, download=download, progress=progress, only=(spec.training.encoder_file,))
+    path = path[spec.training.encoder_file]
+    log.info("model %s: encoder from %s", name, path.parent)
+    try:
+        return AdaINNet.from_encoder_state_dict(spec.training.encoder_state(load_state_dict(path)), name=name)
+    except StylizeError as e:
+        raise StylizeError(f"model '{name}' from {path.parent}: {e}") from None

@@ -14,6 +14,11 @@ Policy for damaged files:
 
 A display matrix (a phone video filmed upright is stored sideways with a 90° rotation) is applied:
 frames come out as players show them, and ``width``/``height`` are the upright size.
+
+A range of the file (``start_pts``/``end_pts``: one segment of a long video converted on its own
+worker) is read by seeking to the keyframe at or before its start and dropping the frames decoded
+before it. Where the demuxer's seek lands after the start (files without an index), the file is
+decoded from its beginning instead: slower, never a missing frame.
 """
 
 from __future__ import annotations
@@ -32,10 +37,23 @@ from stream.frames import Frame
 class VideoFileSource:
     """Iterates a video file's frames as BGR :class:`Frame` objects with the file's own timestamps."""
 
-    def __init__(self, path: str | Path, threads: bool = True, max_frames: int | None = None) -> None:
-        """``max_frames`` ends the iteration after that many frames (convert the first N frames)."""
+    def __init__(
+        self,
+        path: str | Path,
+        threads: bool = True,
+        max_frames: int | None = None,
+        start_pts: int | None = None,
+        end_pts: int | None = None,
+    ) -> None:
+        """``max_frames`` ends the iteration after that many frames (convert the first N frames).
+
+        ``start_pts``/``end_pts`` (the video stream's time base) yield only the frames whose pts is in
+        [start_pts, end_pts); ``ended_early`` is then not judged (the caller knows what the range holds).
+        """
         self.path = Path(path)
         self.max_frames = max_frames
+        self.start_pts, self.end_pts = start_pts, end_pts
+        self._seek_checked = start_pts is None
         if not self.path.exists():
             raise StylizeError(f"video file not found: {self.path}")
         if self.path.is_dir():
@@ -66,6 +84,7 @@ class VideoFileSource:
             cover = " (only a cover picture)" if self._container.streams.video else ""
             raise StylizeError(f"{self.path.name} has no video stream{cover}")
         self._stream = stream = videos[0]
+        self.stream_index: int = stream.index
         if threads:
             stream.thread_type = "AUTO"  # frame + slice threads: several frames decode in parallel
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -113,8 +132,18 @@ class VideoFileSource:
 
     def _decode_first(self) -> av.VideoFrame:
         """Decode one frame now, so a file with no usable picture fails before any output exists."""
+        if self.start_pts is not None:
+            self._container.seek(self.start_pts, stream=self._stream, backward=True, any_frame=False)
         self._frames = self._decode()
-        first = next(self._frames, None)
+        try:
+            first = next(self._frames, None)
+            if first is None and not self._seek_checked:
+                raise _SeekMissed  # the seek went to the end of the file
+        except _SeekMissed:  # the seek went past the start: decode from the beginning instead
+            self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
+            self._seek_checked = True
+            self._frames = self._decode()
+            first = next(self._frames, None)
         if first is None and not self._packets:
             raise StylizeError(f"{self.path.name} has no video frames")
         if first is None:
@@ -125,9 +154,24 @@ class VideoFileSource:
         for packet in self._container.demux(self._stream):
             self._packets += bool(packet.size)
             try:
-                yield from packet.decode()
+                frames = packet.decode()
             except av.InvalidDataError:
                 self.damaged_packets += 1
+                continue
+            for frame in frames:
+                if frame.pts is not None and not self._in_range(frame.pts):
+                    if self.end_pts is not None and frame.pts >= self.end_pts:
+                        return  # frames leave the decoder in presentation order: the range is done
+                    continue
+                yield frame
+
+    def _in_range(self, pts: int) -> bool:
+        if not self._seek_checked:
+            self._seek_checked = True
+            if pts > self.start_pts:
+                raise _SeekMissed
+        after_start = self.start_pts is None or pts >= self.start_pts
+        return after_start and (self.end_pts is None or pts < self.end_pts)
 
     @property
     def ended_early(self) -> bool:
@@ -137,6 +181,8 @@ class VideoFileSource:
         one frame of slack (two for a duration, which is rounded).
         """
         if self.max_frames is not None and self.frames_decoded >= self.max_frames:
+            return False
+        if self.start_pts is not None or self.end_pts is not None:
             return False
         if self._announced_frames is not None:  # AVI counts a dropped frame's empty slot: one of slack
             return self.frames_decoded < self._announced_frames - 1
@@ -184,6 +230,10 @@ class VideoFileSource:
 
 
 _ATTACHED_PIC = av.stream.Disposition.attached_pic
+
+
+class _SeekMissed(Exception):
+    """The first frame after a seek comes after the range's start: frames would be missing."""
 
 
 def _orientation(frame: av.VideoFrame):

@@ -14,6 +14,7 @@ from benchmarks.matrix import e2e_sizes, parse_sizes
 from benchmarks.results import COMMITTED_DIR, PLOT_NAME, SCHEMA, merge_results, plot_results
 from benchmarks.timing import latency_stats
 from engines.errors import StylizeError
+from media import CLIP_SIZE
 from stream.cli import main
 
 
@@ -74,11 +75,9 @@ def test_merge_replaces_measured_cells_and_keeps_the_rest() -> None:
     assert merge_results({**old, "machine": {"id": "b"}}, new) == new  # another machine: replaced
 
 
-def test_bench_command_writes_documented_json(
-    shared_weights: Path, shared_media: Path, tmp_path: Path
-) -> None:
+def test_bench_command_writes_documented_json(tiny_weights: Path, clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "cpu.json"
-    video = shared_media / "video" / "cutBunny.mp4"
+    video = clip
     args = [
         "bench",
         "--models",
@@ -98,7 +97,7 @@ def test_bench_command_writes_documented_json(
         "--video",
         str(video),
         "--weights",
-        str(shared_weights),
+        str(tiny_weights),
         "--out",
         str(out),
         "--quiet",
@@ -131,7 +130,7 @@ def test_bench_command_writes_documented_json(
     assert model["status"] == "ok" and (model["width"], model["height"]) == (64, 64)
     assert model["fps"] > 0 and 0 < model["p50_ms"] <= model["p95_ms"] and model["repeats"] == 2
     assert model["flops_per_frame"] > 0 and 0 < model["peak_fraction"] < 1
-    assert e2e["status"] == "ok" and (e2e["width"], e2e["height"]) == (640, 360)  # the clip's own size
+    assert e2e["status"] == "ok" and (e2e["width"], e2e["height"]) == CLIP_SIZE  # the clip's own size
     assert e2e["frames"] == 2 and e2e["fps"] > 0 and 0 < e2e["peak_fraction"] < 1
 
 
@@ -163,13 +162,13 @@ def _listing(folder: Path) -> dict[str, int]:
 
 
 def test_bench_writes_to_the_current_folder_not_the_package(
-    shared_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     committed = _listing(COMMITTED_DIR)
     monkeypatch.chdir(tmp_path)
     args = ["bench", "--models", "microast", "--backends", "torch-fp32", "--sizes", "32x32"]
     args += ["--device", "cpu", "--repeats", "1", "--warmup", "0", "--no-e2e"]
-    assert main([*args, "--weights", str(shared_weights), "--quiet"]) == 0
+    assert main([*args, "--weights", str(tiny_weights), "--quiet"]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["bench-results"]
     written = list((tmp_path / "bench-results").iterdir())
     assert len(written) == 1

@@ -1,4 +1,4 @@
-"""The `stylize` command end to end: real models, real files, real subprocesses."""
+"""The `stylize` command end to end: real (randomly initialised) models, real files, real subprocesses."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import pytest
 
+from media import CLIP_FPS, make_clip, painting, photo, write_image
 from stream.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,26 +51,33 @@ def video_summary(path: Path) -> tuple[int, float, float]:
 
 
 @pytest.fixture(scope="module")
-def bunny(shared_media) -> Path:
-    return shared_media / "video" / "big_buck_bunny_480p_30s.mp4"
+def video(clip) -> Path:
+    """The input video: the session clip (3 s at 24 fps, 192×108, AAC)."""
+    return clip
 
 
 @pytest.fixture(scope="module")
-def style(shared_media) -> str:
-    return str(shared_media / "style" / "la_muse.jpg")
+def long_clip(tmp_path_factory) -> Path:
+    """Long enough (1500 frames, with sound) that a conversion is still running when it is interrupted."""
+    return make_clip(tmp_path_factory.mktemp("long") / "long.mp4", frames=1500, size=(128, 72), seed=3)
 
 
-def test_convert_keeps_frames_rate_duration_and_audio(bunny, style, shared_weights, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def style(tmp_path_factory) -> str:
+    return str(write_image(tmp_path_factory.mktemp("style") / "style.jpg", painting(128, 128)))
+
+
+def test_convert_keeps_frames_rate_duration_and_audio(video, style, tiny_weights, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     code = main(
         [
             "convert",
-            str(bunny),
+            str(video),
             str(out),
             "--style",
             style,
             "--weights",
-            str(shared_weights),
+            str(tiny_weights),
             "--model",
             "adain-cd16x",
             "--duration",
@@ -82,23 +90,23 @@ def test_convert_keeps_frames_rate_duration_and_audio(bunny, style, shared_weigh
     )
     assert code == 0, capsys.readouterr().err
     frames, fps, duration = video_summary(out)
-    assert abs(frames - 48) <= 1  # 2 s at 24 fps
-    assert fps == pytest.approx(24, abs=0.01)
-    assert duration == pytest.approx(2.0, abs=1 / 24 + 1e-6)
+    assert abs(frames - 2 * CLIP_FPS) <= 1  # 2 s at 24 fps
+    assert fps == pytest.approx(CLIP_FPS, abs=0.01)
+    assert duration == pytest.approx(2.0, abs=1 / CLIP_FPS + 1e-6)
     with av.open(str(out)) as c:
         assert c.streams.video[0].height == 96
     copied = audio_packets(out, until=2.0)
     assert len(copied) > 50
-    assert copied == audio_packets(bunny, until=2.0)[: len(copied)]
-    assert len(copied) >= len(audio_packets(bunny, until=2.0)) - 1
+    assert copied == audio_packets(video, until=2.0)[: len(copied)]
+    assert len(copied) >= len(audio_packets(video, until=2.0)) - 1
 
 
-def test_image_command_mixes_styles_into_a_folder(shared_media, shared_weights, tmp_path, capsys):
+def test_image_command_mixes_styles_into_a_folder(tiny_weights, tmp_path, capsys):
     contents = tmp_path / "contents"
     contents.mkdir()
-    for name in ("chicago.jpg", "cornell.jpg"):
-        shutil.copy(shared_media / "content" / name, contents / name)
-    styles = [str(shared_media / "style" / n) for n in ("la_muse.jpg", "mondrian.jpg")]
+    for seed in (0, 1):
+        write_image(contents / f"photo-{seed}.jpg", photo(200, 150, seed))
+    styles = [str(write_image(tmp_path / f"style-{seed}.jpg", painting(96, 96, seed))) for seed in (0, 1)]
     code = main(
         [
             "image",
@@ -111,7 +119,7 @@ def test_image_command_mixes_styles_into_a_folder(shared_media, shared_weights, 
             "3",
             "1",
             "--weights",
-            str(shared_weights),
+            str(tiny_weights),
             "--max-side",
             "128",
             "--preserve-color",
@@ -119,19 +127,19 @@ def test_image_command_mixes_styles_into_a_folder(shared_media, shared_weights, 
     )
     assert code == 0, capsys.readouterr().err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["chicago_stylized.png", "cornell_stylized.png"]
+    assert written == ["photo-0_stylized.png", "photo-1_stylized.png"]
 
 
-def test_interrupted_conversion_leaves_a_playable_file_or_none(bunny, style, shared_weights, tmp_path):
+def test_interrupted_conversion_leaves_a_playable_file_or_none(long_clip, style, tiny_weights, tmp_path):
     out = tmp_path / "out.mp4"
     proc = stylize(
         "convert",
-        str(bunny),
+        str(long_clip),
         str(out),
         "--style",
         style,
         "--weights",
-        str(shared_weights),
+        str(tiny_weights),
         "--model",
         "adain-cd16x",
         "--size",
@@ -159,13 +167,13 @@ def test_interrupted_conversion_leaves_a_playable_file_or_none(bunny, style, sha
 @pytest.mark.parametrize(
     "make_input, message",
     [
-        (lambda tmp, bunny: tmp / "missing.mp4", "video file not found"),
-        (lambda tmp, bunny: _write(tmp / "notes.mp4", b"just text, not a video\n" * 20), "not a video file"),
-        (lambda tmp, bunny: _write(tmp / "cut.mp4", bunny.read_bytes()[:1_200_000]), "cut.mp4"),
+        (lambda tmp, video: tmp / "missing.mp4", "video file not found"),
+        (lambda tmp, video: _write(tmp / "notes.mp4", b"just text, not a video\n" * 20), "not a video file"),
+        (lambda tmp, video: _write(tmp / "cut.mp4", _head(video, 0.3)), "cut.mp4"),  # index lost
     ],
 )
-def test_bad_inputs_give_one_clear_line(make_input, message, bunny, style, tmp_path):
-    src = make_input(tmp_path, bunny)
+def test_bad_inputs_give_one_clear_line(make_input, message, video, style, tmp_path):
+    src = make_input(tmp_path, video)
     proc = stylize("convert", str(src), str(tmp_path / "o.mp4"), "--style", style)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
@@ -182,14 +190,14 @@ def test_bad_inputs_give_one_clear_line(make_input, message, bunny, style, tmp_p
         (["--size", "4"], "--size must be at least 16"),
     ],
 )
-def test_bad_arguments_are_rejected_before_any_work(args, message, bunny, style, tmp_path, capsys):
-    assert main(["convert", str(bunny), str(tmp_path / "o.mp4"), "--style", style, *args]) == 1
+def test_bad_arguments_are_rejected_before_any_work(args, message, video, style, tmp_path, capsys):
+    assert main(["convert", str(video), str(tmp_path / "o.mp4"), "--style", style, *args]) == 1
     assert message in capsys.readouterr().err
 
 
-def test_output_equal_to_input_and_existing_output_are_refused(bunny, style, tmp_path, capsys):
+def test_output_equal_to_input_and_existing_output_are_refused(video, style, tmp_path, capsys):
     copy = tmp_path / "in.mp4"
-    shutil.copy(bunny, copy)
+    shutil.copy(video, copy)
     assert main(["convert", str(copy), str(copy), "--style", style]) == 1
     assert "is the input file" in capsys.readouterr().err
     existing = tmp_path / "mine.mp4"
@@ -197,6 +205,12 @@ def test_output_equal_to_input_and_existing_output_are_refused(bunny, style, tmp
     assert main(["convert", str(copy), str(existing), "--style", style]) == 1
     assert "already exists" in capsys.readouterr().err
     assert existing.read_bytes() == b"precious"
+
+
+def _head(path: Path, fraction: float) -> bytes:
+    """The first ``fraction`` of a file (of an MP4 written without faststart: its index is lost)."""
+    data = path.read_bytes()
+    return data[: int(len(data) * fraction)]
 
 
 def _write(path: Path, data: bytes) -> Path:

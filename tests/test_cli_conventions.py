@@ -70,3 +70,25 @@ def test_an_option_of_another_backend_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert "onnxruntime backend has no option 'cuda_graph'" in err and "Traceback" not in err
+
+
+ENCODE = """
+import sys
+import numpy as np
+from stream.cli import configure_output
+from stream.frames import Frame
+from stream.video_sink import VideoFileSink
+configure_output(verbose=sys.argv[1] == "-v", quiet=False, prog="stylize")
+for codec in ("libx265", "libsvtav1"):
+    with VideoFileSink(sys.argv[2] + codec + ".mkv", width=64, height=48, fps=24, codec=codec) as sink:
+        for i in range(3):
+            sink.write(Frame(np.full((48, 64, 3), 40 * i, np.uint8), i))
+"""
+
+
+def test_encoder_chatter_only_with_verbose(tmp_path):
+    """x265 and SVT-AV1 print banners straight to stderr; without -v there must be none."""
+    quiet = run("-c", ENCODE, "", str(tmp_path / "q"))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = run("-c", ENCODE, "-v", str(tmp_path / "v"))
+    assert loud.returncode == 0 and "x265 [info]" in loud.stderr

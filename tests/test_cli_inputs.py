@@ -36,13 +36,13 @@ def one_line(stderr: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def content(shared_media) -> Path:
-    return shared_media / "content" / "chicago.jpg"
+def content(photo_image) -> Path:
+    return photo_image
 
 
 @pytest.fixture(scope="module")
-def style(shared_media) -> Path:
-    return shared_media / "style" / "la_muse.jpg"
+def style(style_image) -> Path:
+    return style_image
 
 
 @pytest.fixture
@@ -60,12 +60,12 @@ class _CodeOnLoad:
 
 
 def test_weights_that_would_run_code_are_refused_in_one_line(
-    content, style, shared_weights, tmp_path, no_env_weights
+    content, style, tiny_weights, tmp_path, no_env_weights
 ):
     folder, marker = tmp_path / "weights", tmp_path / "MARKER"
     folder.mkdir()
     torch.save({"model": _CodeOnLoad(marker)}, folder / "4SE.pth")
-    shutil.copy(shared_weights / "adain-cd16x" / "4SD.pth", folder / "4SD.pth")
+    shutil.copy(tiny_weights / "adain-cd16x" / "4SD.pth", folder / "4SD.pth")
     out = tmp_path / "out.png"
     done = stylize(
         "image", content, "-o", out, "--style", style, "--weights", folder, *FAST, env=no_env_weights
@@ -77,11 +77,11 @@ def test_weights_that_would_run_code_are_refused_in_one_line(
     assert not marker.exists() and not out.exists()
 
 
-def test_explicit_weights_folder_wins_over_stylize_weights(content, style, shared_weights, tmp_path):
+def test_explicit_weights_folder_wins_over_stylize_weights(content, style, tiny_weights, tmp_path):
     """With STYLIZE_WEIGHTS holding every model, a wrong --weights folder used to "work" silently."""
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "STYLIZE_WEIGHTS": str(shared_weights)}
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "STYLIZE_WEIGHTS": str(tiny_weights)}
     out = tmp_path / "out.png"
-    wrong = shared_weights / "microast"
+    wrong = tiny_weights / "microast"
     done = stylize("image", content, "-o", out, "--style", style, "--weights", wrong, *FAST, env=env)
     assert done.returncode == 1
     line = one_line(done.stderr)
@@ -89,7 +89,7 @@ def test_explicit_weights_folder_wins_over_stylize_weights(content, style, share
     assert "it holds model 'microast'" in line
     assert not out.exists()
 
-    right = shared_weights / "adain-cd16x"
+    right = tiny_weights / "adain-cd16x"
     done = stylize("image", content, "-o", out, "--style", style, "--weights", right, *FAST, "-v", env=env)
     assert done.returncode == 0, done.stderr
     assert f"model adain-cd16x: weights from {right}" in done.stderr
@@ -106,12 +106,12 @@ def test_image_output_suffix_that_no_encoder_writes_is_an_error_not_a_folder(con
 
 
 def test_image_output_gif_is_a_file_and_a_dotted_folder_takes_a_slash(
-    content, style, shared_weights, tmp_path
+    content, style, tiny_weights, tmp_path
 ):
     import cv2
 
     gif = tmp_path / "out.gif"
-    done = stylize("image", content, "-o", gif, "--style", style, "--weights", shared_weights, *FAST)
+    done = stylize("image", content, "-o", gif, "--style", style, "--weights", tiny_weights, *FAST)
     if cv2.haveImageWriter("x.gif"):  # OpenCV 5 writes GIF; 4.x does not
         assert done.returncode == 0, done.stderr
         assert gif.is_file()
@@ -121,10 +121,10 @@ def test_image_output_gif_is_a_file_and_a_dotted_folder_takes_a_slash(
 
     folder = tmp_path / "results.v2"  # also: "--" ends the --style list, so the content may follow it
     done = stylize(
-        "image", "-o", f"{folder}/", "--weights", shared_weights, *FAST, "--style", style, "--", content
+        "image", "-o", f"{folder}/", "--weights", tiny_weights, *FAST, "--style", style, "--", content
     )
     assert done.returncode == 0, done.stderr
-    assert [p.name for p in folder.iterdir()] == ["chicago_stylized.png"]
+    assert [p.name for p in folder.iterdir()] == [f"{Path(content).stem}_stylized.png"]
 
 
 @pytest.mark.parametrize(
@@ -135,16 +135,16 @@ def test_image_output_gif_is_a_file_and_a_dotted_folder_takes_a_slash(
     ],
 )
 def test_style_list_that_swallowed_the_positionals_says_so(
-    command, positionals, missing, shared_media, tmp_path
+    command, positionals, missing, photo_image, style_image, clip, tmp_path
 ):
     names = {
-        "content": shared_media / "content" / "chicago.jpg",
-        "video": shared_media / "video" / "cutBunny.mp4",
+        "content": photo_image,
+        "video": clip,
         "out": tmp_path,
     }
     taken = [p.format(**names) for p in positionals]
     extra = ["-o", str(tmp_path / "o.png")] if command == "image" else []
-    style = str(shared_media / "style" / "la_muse.jpg")
+    style = str(style_image)
     done = stylize(command, *extra, "--style", style, *taken)
     assert done.returncode == 2
     line = one_line(done.stderr)
@@ -153,12 +153,12 @@ def test_style_list_that_swallowed_the_positionals_says_so(
 
 
 @pytest.mark.parametrize("command", ["image", "convert", "live"])
-def test_every_existing_output_refusal_names_overwrite(command, content, style, shared_media, tmp_path):
+def test_every_existing_output_refusal_names_overwrite(command, content, style, clip, tmp_path):
     mine = tmp_path / ("mine.png" if command == "image" else "mine.mp4")
     mine.write_bytes(b"precious")
     args = {
         "image": ["image", content, "-o", mine],
-        "convert": ["convert", shared_media / "video" / "cutBunny.mp4", mine],
+        "convert": ["convert", clip, mine],
         "live": ["live", "--no-window", "--record", mine],
     }[command]
     done = stylize(*args, "--style", style)

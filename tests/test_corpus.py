@@ -135,13 +135,13 @@ def leftovers(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model_args(shared_weights, shared_media) -> list[str]:
-    style = str(shared_media / "style" / "la_muse.jpg")
+def model_args(tiny_weights, style_image) -> list[str]:
+    style = str(style_image)
     return [
         "--style",
         style,
         "--weights",
-        str(shared_weights),
+        str(tiny_weights),
         "--model",
         "adain-cd16x",
         "--style-size",
@@ -272,11 +272,12 @@ def test_webm_output_re_encodes_aac_and_says_so_in_one_line(model_args, tmp_path
 
 @pytest.mark.parametrize("rotation, band_side", [(90, "bottom"), (-90, "top"), (180, "right")])
 def test_rotated_phone_video_comes_out_upright(rotation, band_side, model_args, tmp_path, capsys):
-    # Stored 64×48 with a white band on the left; the display matrix turns it. --alpha 0 keeps the
-    # content's layout, so the band must be where a player shows it.
+    # Stored 64×48 with a white band on the left; the display matrix turns it. MicroAST blends α in
+    # image space, so --alpha 0 returns the content itself: the band must be where a player shows it.
     src = make_clip(tmp_path / "phone.mp4", rotation=rotation, audio="aac")
     out = tmp_path / "out.mp4"
-    code, err = convert(capsys, src, out, "--alpha", "0", model=model_args)
+    microast = [*model_args[: model_args.index("--model")], "--model", "microast"]
+    code, err = convert(capsys, src, out, "--alpha", "0", model=microast)
     assert code == 0, err
     info = video_info(out)
     assert info["size"] == ((H, W) if rotation % 180 else (W, H))
@@ -375,7 +376,7 @@ def test_live_recording_survives_sigterm(model_args, tmp_path):
     out = tmp_path / "session.mp4"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run_webcam.py"), "--camera", str(camera), *model_args,
+        [sys.executable, str(REPO / "run_webcam.py"), "--camera", str(camera), "--loop", *model_args,
          "--max-side", "64", "--no-window", "--record", str(out)],
         env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

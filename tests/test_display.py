@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from engines.errors import StylizeError
+from media import photo as make_photo
 from stream.controls import LiveControls, keys_help
 from stream.frames import Frame
 from stream.pipeline import Pipeline, StopPipeline
@@ -72,8 +73,8 @@ def x_display() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def photo(shared_media: Path) -> np.ndarray:
-    return cv2.resize(cv2.imread(str(shared_media / "content" / "chicago.jpg")), (320, 240))
+def photo() -> np.ndarray:
+    return make_photo(320, 240)
 
 
 @pytest.fixture

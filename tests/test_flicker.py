@@ -1,4 +1,4 @@
-"""StatsSmoother on real content statistics, and the flicker measures.
+"""StatsSmoother on real content statistics (and its reset on made-up ones), and the flicker measures.
 
 The scene is a real photo with what a webcam adds to a still scene: per-pixel sensor noise and a
 small frame-to-frame exposure jitter. The statistics come from the real (pruned) AdaIN encoder,
@@ -111,6 +111,33 @@ def test_a_scene_cut_resets_the_average(net: AdaINNet, style: dict, shared_media
     assert not torch.equal(hook.smoothed[cut + 1][0], hook.raw[cut + 1][0])
     new_scene, old_scene = hook.raw[cut][0], hook.smoothed[cut - 1][0]
     assert (hook.smoothed[cut + 1][0] - new_scene).abs().sum() < (old_scene - new_scene).abs().sum()
+
+
+def test_a_jump_of_made_up_statistics_is_a_cut_that_resets_the_average() -> None:
+    """The reset itself, on statistics made here: ±1 % jitter is averaged, a 40 % jump is a cut.
+
+    (Whether real scenes and real camera noise fall on the right sides of the threshold is the test
+    above, on the real encoder.)
+    """
+    gen = torch.Generator().manual_seed(0)
+    scene = 1 + torch.rand(1, 16, 1, 1, generator=gen), 0.5 + torch.rand(1, 16, 1, 1, generator=gen)
+
+    def frame(level: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(level * s * (1 + 0.01 * torch.randn(s.shape, generator=gen)) for s in scene)
+
+    hook = Recorder(StatsSmoother(momentum=0.9))
+    for level in [1.0] * 15 + [1.4] * 3:
+        hook("relu4_1", *frame(level))
+
+    assert hook.smoother.cuts == 1
+    cut = 15  # the first frame of the new scene passes through unblended...
+    assert torch.equal(hook.smoothed[cut][0], hook.raw[cut][0])
+    assert torch.equal(hook.smoothed[cut][1], hook.raw[cut][1])
+    # ...and smoothing resumes from there, not from the old scene
+    assert not torch.equal(hook.smoothed[cut + 1][0], hook.raw[cut + 1][0])
+    new_scene, old_scene = hook.raw[cut][0], hook.smoothed[cut - 1][0]
+    assert (hook.smoothed[cut + 1][0] - new_scene).abs().sum() < (old_scene - new_scene).abs().sum()
+    assert not torch.equal(hook.smoothed[cut - 1][0], hook.raw[cut - 1][0])  # before the cut: averaged
 
 
 def test_reset_forgets_the_history() -> None:

@@ -47,10 +47,9 @@ def test_tiny_network_matches_the_hand_count():
     assert count_flops(net, 15, 23) == tiny_hand_count(16, 24)  # padded up to the multiple, as engines run
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize("name", ["microast", "adain-cd16x"])
-def test_model_counts_scale_with_pixels(shared_weights, name):
-    model = load_model(name, weights=shared_weights)
+def test_model_counts_scale_with_pixels(tiny_weights, name):
+    model = load_model(name, weights=tiny_weights)  # random weights: the count depends on shapes only
     base = count_flops(model, 64, 64)
     assert base > 0
     for h, w in [(128, 128), (96, 160), (480, 848)]:

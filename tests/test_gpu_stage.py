@@ -1,6 +1,5 @@
 """The double-buffered stage and the live stage give exactly what a plain serial loop gives."""
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -9,6 +8,7 @@ from engines.runtimes import make_engine
 from engines.styles import StyleBank
 from engines.stylizer import Stylizer
 from engines.weights import load_model
+from media import painting, photo
 from stream.controls import LiveControls
 from stream.frames import Frame
 from stream.gpu_stage import GpuStage
@@ -17,25 +17,23 @@ from stream.pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")
-def model(shared_weights):
-    return load_model("microast", weights=shared_weights)
+def model(tiny_weights):
+    return load_model("microast", weights=tiny_weights)
 
 
 @pytest.fixture(scope="module")
-def styles(model, shared_media):
+def styles(model):
     bank = StyleBank(model, style_size=64, cache_dir=False)
-    return [
-        bank.add(n, cv2.imread(str(shared_media / "style" / f"{n}.jpg"))) for n in ("la_muse", "mondrian")
-    ]
+    return [bank.add(f"painting-{seed}", painting(96, 80, seed)) for seed in (0, 1)]
 
 
 @pytest.fixture(scope="module")
-def frames(shared_media):
-    photo = cv2.resize(cv2.imread(str(shared_media / "content" / "golden_gate.jpg")), (60, 44))
+def frames():
+    still = photo(60, 44)
     rng = np.random.default_rng(0)
     return [
         Frame(
-            image=np.clip(photo + rng.normal(0, 8, photo.shape), 0, 255).astype(np.uint8), index=i, pts=3 * i
+            image=np.clip(still + rng.normal(0, 8, still.shape), 0, 255).astype(np.uint8), index=i, pts=3 * i
         )
         for i in range(7)
     ]

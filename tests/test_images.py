@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engines.errors import StylizeError
+from media import photo
 from stream.images import list_images, read_image, read_image_bytes, write_image
 
 
@@ -61,9 +62,13 @@ def test_jpeg_and_unicode_path(tmp_path):
     assert read_image_bytes(path) == path.read_bytes()
 
 
-def test_shared_photo(shared_media):
-    image = read_image(shared_media / "content" / "chicago.jpg")
-    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+def test_photo_sized_jpeg(tmp_path):
+    original = photo(320, 240)
+    path = tmp_path / "photo.jpg"
+    assert cv2.imwrite(str(path), original, [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    image = read_image(path)
+    assert image.shape == (240, 320, 3) and image.dtype == np.uint8
+    assert np.abs(image.astype(int) - original).mean() < 3
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])

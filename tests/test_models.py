@@ -1,4 +1,4 @@
-"""The model classes load the real checkpoints (and the paper's layout) and run."""
+"""The model classes load checkpoints in the published layouts (random files, the real ones, the paper's)."""
 
 import pytest
 import torch
@@ -55,24 +55,30 @@ def test_paper_files_load_unchanged_through_the_registry(paper_files):
     assert out.shape == (2, 3, 32, 48) and out.min() >= 0 and out.max() <= 1
 
 
-def test_cd16x_files_load_into_the_same_class(shared_weights):
-    model = load_model("adain-cd16x", weights=shared_weights)
+@pytest.fixture(params=["random", pytest.param("published", marks=pytest.mark.shared)])
+def weights_root(request):
+    """A weights root in the published layout: random files (always), and the real ones (../shared)."""
+    return request.getfixturevalue("tiny_weights" if request.param == "random" else "shared_weights")
+
+
+def test_cd16x_files_load_into_the_same_class(weights_root):
+    model = load_model("adain-cd16x", weights=weights_root)
     assert type(model) is AdaINNet
     assert model.encoder[29].out_channels == 128 and model.decoder[1].in_channels == 128
     assert model.style_stats(torch.rand(1, 3, 64, 64))["std"].shape == (1, 128, 1, 1)
 
 
-def test_microast_loads_and_caches_eight_64_vectors(shared_weights):
-    model = load_model("microast", weights=shared_weights)
+def test_microast_loads_and_caches_eight_64_vectors(weights_root):
+    model = load_model("microast", weights=weights_root)
     stats = model.style_stats(torch.rand(1, 3, 64, 80))
     assert tuple(stats) == model.stats_names
     assert all(v.shape == (1, 64, 1, 1) and v.dtype == torch.float32 for v in stats.values())
     assert model.stylize(torch.rand(1, 3, 32, 44), stats).shape == (1, 3, 32, 44)
 
 
-def test_alpha_zero_reconstructs_without_style(shared_weights):
+def test_alpha_zero_reconstructs_without_style(tiny_weights):
     """α = 0 feeds the content features straight to the decoder, whatever the style."""
-    model = load_model("adain-cd16x", weights=shared_weights)
+    model = load_model("adain-cd16x", weights=tiny_weights)
     x = torch.rand(1, 3, 32, 32)
     a = model.stylize(x, model.style_stats(torch.rand(1, 3, 32, 32)), alpha=0.0)
     b = model.stylize(x, model.style_stats(torch.rand(1, 3, 48, 48) * 0.2), alpha=0.0)

@@ -1,7 +1,8 @@
 """The onnxruntime backend through make_engine: Engine protocol, parity with TorchEngine, file loading.
 
-Bound: max |onnxruntime − torch| ≤ 2e-4 on [0, 1] outputs in fp32 (measured ≤ 3e-5 on the CPU),
-2e-2 for the fp16 graph on CUDA against the fp32 torch engine.
+Bound: max |onnxruntime − torch| ≤ 2e-4 on [0, 1] outputs in fp32 (measured on the CPU ≤ 5e-6 with
+the random models used here, ≤ 3e-5 with the real weights), 2e-2 for the fp16 graph on CUDA against
+the fp32 torch engine.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from engines.runtimes.base import Engine
 from engines.runtimes.torch_rt import TorchEngine
 from engines.weights import load_model
 
-pytestmark = pytest.mark.shared
-
 ATOL_FP32 = 2e-4
 ATOL_FP16 = 2e-2
 MODELS = ("microast", "adain-cd16x")
 
 
 @pytest.fixture(scope="module")
-def models(shared_weights):
-    return {name: load_model(name, weights=shared_weights) for name in MODELS}
+def models(tiny_weights):
+    """Random microast and adain-cd16x: the backend must match torch whatever the weights."""
+    return {name: load_model(name, weights=tiny_weights) for name in MODELS}
 
 
 def style(model, seed: int):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from media import CLIP_FRAMES, CLIP_SIZE
 from stream.frames import Frame
 from stream.pipeline import Pipeline, StopPipeline
 
@@ -141,16 +142,15 @@ def test_every_sink_gets_every_frame_in_sink_order() -> None:
     assert (a.closed, b.closed) == (1, 1)
 
 
-def test_file_policy_on_a_real_video(shared_media: Path) -> None:
+def test_file_policy_on_a_real_video(clip: Path) -> None:
     video_source = pytest.importorskip("stream.video_source")
-    path = shared_media / "video" / "cutBunny.mp4"
-    with video_source.VideoFileSource(path) as probe:
+    with video_source.VideoFileSource(clip) as probe:
         expected = [(f.index, f.pts) for f in probe]
-    source, sink = video_source.VideoFileSource(path), RecordingSink()
+    source, sink = video_source.VideoFileSource(clip), RecordingSink()
     stats = Pipeline(source, invert, [sink], policy="file", batch_size=4).run()
     assert [(f.index, f.pts) for f in sink.frames] == expected
-    assert stats.frames_out == len(expected) == 240 and stats.dropped == 0
-    assert sink.frames[0].image.shape == (360, 640, 3)
+    assert stats.frames_out == len(expected) == CLIP_FRAMES and stats.dropped == 0
+    assert sink.frames[0].image.shape == (CLIP_SIZE[1], CLIP_SIZE[0], 3)
 
 
 # -- live policy ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 
+from media import painting, write_image
 from stream.frames import Frame
 from stream.live import CaptureTimedSink
 from stream.video_sink import VideoFileSink
@@ -31,18 +32,18 @@ def run_webcam(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
-def test_records_the_live_stream_and_reports_what_it_ran(shared_media, shared_weights, tmp_path):
+def test_records_the_live_stream_and_reports_what_it_ran(clip, tiny_weights, tmp_path):
     out = tmp_path / "session.mp4"
-    styles = ",".join(str(shared_media / "style" / n) for n in ("la_muse.jpg", "mondrian.jpg"))
+    styles = ",".join(str(write_image(tmp_path / f"style-{i}.jpg", painting(128, 96, i))) for i in (0, 1))
     done = run_webcam(
         "--camera",
-        str(shared_media / "video" / "cutBunny.mp4"),
+        str(clip),  # 192×108
         "--style",
         styles,
         "--model",
         "adain-cd16x",
         "--weights",
-        str(shared_weights),
+        str(tiny_weights),
         "--style-size",
         "64",
         "--max-side",
@@ -71,8 +72,9 @@ def test_records_the_live_stream_and_reports_what_it_ran(shared_media, shared_we
         (["--loop"], "--loop is for a video file given as --camera"),
     ],
 )
-def test_bad_setups_give_one_clear_line(args, message, shared_media):
-    done = run_webcam("--style", str(shared_media / "style" / "la_muse.jpg"), *args, timeout=60)
+def test_bad_setups_give_one_clear_line(args, message, tmp_path):
+    style = write_image(tmp_path / "style.jpg", painting(64, 64))
+    done = run_webcam("--style", str(style), *args, timeout=60)
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
 
@@ -99,13 +101,13 @@ def live_on_clip(
 
 
 def test_a_video_file_camera_plays_once_and_the_recording_lasts_the_session(
-    short_clip, shared_weights, shared_media, tmp_path
+    short_clip, tiny_weights, style_image, tmp_path
 ):
     """The 1 s clip ends the session long before --seconds 60: no timer may hold the process open."""
     out = tmp_path / "session.mp4"
     start = time.monotonic()
     done = live_on_clip(
-        short_clip, shared_weights, shared_media / "style" / "la_muse.jpg", out, "--seconds", "60"
+        short_clip, tiny_weights, style_image, out, "--seconds", "60"
     )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - start < 40
@@ -115,10 +117,10 @@ def test_a_video_file_camera_plays_once_and_the_recording_lasts_the_session(
     assert recording_seconds(out) == pytest.approx(seconds, abs=0.25)
 
 
-def test_a_looped_video_file_camera_runs_until_seconds(short_clip, shared_weights, shared_media, tmp_path):
+def test_a_looped_video_file_camera_runs_until_seconds(short_clip, tiny_weights, style_image, tmp_path):
     out = tmp_path / "session.mp4"
     done = live_on_clip(
-        short_clip, shared_weights, shared_media / "style" / "la_muse.jpg", out, "--loop", "--seconds", "2.5"
+        short_clip, tiny_weights, style_image, out, "--loop", "--seconds", "2.5"
     )
     assert done.returncode == 0, done.stderr
     frames, seconds = session(done.stdout)
@@ -126,11 +128,11 @@ def test_a_looped_video_file_camera_runs_until_seconds(short_clip, shared_weight
     assert recording_seconds(out) == pytest.approx(seconds, abs=0.3)
 
 
-def test_a_missing_camera_is_one_line_on_stderr(shared_media):
+def test_a_missing_camera_is_one_line_on_stderr(style_image):
     """OpenCV prints a dozen lines of its own for a missing camera unless -v asks for them."""
     if Path("/dev/video9").exists():
         pytest.skip("this machine has a camera 9")
-    done = run_webcam("--camera", "9", "--style", str(shared_media / "style" / "la_muse.jpg"), timeout=60)
+    done = run_webcam("--camera", "9", "--style", str(style_image), timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "run_webcam: error: could not open camera 9: no such device, or it is in use by another program"

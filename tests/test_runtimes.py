@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
@@ -64,3 +65,35 @@ def test_optional_imports_hint_the_readme_extra(monkeypatch):
     with pytest.raises(StylizeError) as err:
         require("pyvirtualcam", "virtual camera output")
     assert str(err.value) == 'virtual camera output needs pyvirtualcam: pip install -e ".[vcam]"'
+
+
+def tiny_adain():
+    from engines.models.adain_vgg import AdaINNet
+
+    torch.manual_seed(0)
+    return AdaINNet((8, 8, 8, 8, 8, 8, 8, 8, 16), (16, 8, 8, 8, 8, 8, 8, 8, 8, 3), name="tiny").eval()
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_torch_compile_matches_eager_and_alpha_does_not_recompile():
+    model = tiny_adain()
+    stats = model.style_stats(torch.rand(1, 3, 32, 32))
+    x = torch.rand(1, 3, 32, 48)
+    eager = make_engine("torch", model, device="cpu", precision="fp32")
+    compiled = make_engine("torch", model, device="cpu", precision="fp32", compile=True)
+    torch._dynamo.reset()
+    for alpha in (1.0, 0.5, 0.25):
+        torch.testing.assert_close(
+            compiled.run(x, stats, alpha), eager.run(x, stats, alpha), atol=1e-4, rtol=0
+        )
+    frames = torch._dynamo.utils.counters["frames"]
+    assert frames["ok"] == 1  # one graph for every α: α is a tensor input, not a constant
+
+
+def test_paper_shaped_network_has_the_papers_cost():
+    from benchmarks.inputs import PAPER_SHAPED, load_models
+    from engines.flops import count_flops
+
+    models, notes = load_models([PAPER_SHAPED], None)
+    assert 1.99e12 < count_flops(models[PAPER_SHAPED], 1080, 1920) < 2.01e12  # the 2.0 TFLOP
+    assert any("random weights" in n for n in notes)

@@ -1,4 +1,9 @@
-"""Flicker smoothing end to end: real models on a noisy still scene, and on a moving one."""
+"""Flicker smoothing end to end: real models on a noisy still scene, and on a moving one.
+
+How much the smoother helps is a property of the real weights (``../shared``); that it is wired in
+(the engine hands it every AdaIN layer of every frame, and its output reaches the picture) holds
+for any weights and is checked on random ones.
+"""
 
 import cv2
 import numpy as np
@@ -9,6 +14,8 @@ from engines.runtimes import make_engine
 from engines.styles import StyleBank
 from engines.stylizer import Stylizer
 from engines.weights import load_model
+from media import painting
+from media import photo as make_photo
 
 
 def webcam_frames(photo: np.ndarray, n: int, seed: int = 1) -> list[np.ndarray]:
@@ -75,3 +82,32 @@ def test_a_scene_cut_is_not_smoothed(stylizer, photo, shared_media):
     assert smoother.cuts >= 1
     # the first frame after the cut shows the new scene, not a blend with the old one
     assert np.abs(smoothed[4].astype(float) - plain[4].astype(float)).mean() < 3
+
+
+class Spy:
+    """Wraps a smoother and records which layer it was called for, with how many frames."""
+
+    def __init__(self, smoother: StatsSmoother) -> None:
+        self.smoother, self.calls = smoother, []
+
+    def __call__(self, layer, mean, std):
+        self.calls.append((layer, mean.shape[0]))
+        return self.smoother(layer, mean, std)
+
+    def features(self, layer, feat):
+        return self.smoother.features(layer, feat)
+
+
+@pytest.mark.parametrize("name, layers", [("microast", ["f2", "f1"]), ("adain-cd16x", ["relu4_1"])])
+def test_the_engine_hands_the_smoother_every_adain_layer(tiny_weights, name, layers):
+    model = load_model(name, weights=tiny_weights)
+    style = StyleBank(model, style_size=64, cache_dir=False).add("painting", painting(64, 64))
+    stylizer = Stylizer(make_engine("torch", model, device="cpu"), style.stats)
+    frames = webcam_frames(make_photo(64, 48), 4)
+    plain = run(stylizer, frames, None)
+    spy = Spy(StatsSmoother())
+    smoothed = run(stylizer, frames, spy)
+    assert spy.calls == [(layer, 1) for _ in frames for layer in layers]
+    assert np.array_equal(smoothed[0], plain[0])  # nothing to average with yet
+    assert all(not np.array_equal(a, b) for a, b in zip(smoothed[1:], plain[1:], strict=True))
+    assert stylizer.engine.content_hook is None  # run() took it out again

@@ -9,20 +9,20 @@ from engines.runtimes import make_engine
 from engines.styles import StyleBank
 from engines.stylizer import Stylizer, bgr_u8_to_rgb, pad_to_multiple, preserve_color, rgb_to_bgr_u8
 from engines.weights import load_model
+from media import painting
+from media import photo as make_photo
 
 
 @pytest.fixture(scope="module")
-def stylizer(shared_weights, shared_media):
-    model = load_model("adain-cd16x", weights=shared_weights)
-    style = StyleBank(model, style_size=96, cache_dir=False).add(
-        "scream", cv2.imread(str(shared_media / "style" / "the_scream.jpg"))
-    )
+def stylizer(tiny_weights):
+    model = load_model("adain-cd16x", weights=tiny_weights)
+    style = StyleBank(model, style_size=96, cache_dir=False).add("painting", painting(120, 150))
     return Stylizer(make_engine("torch", model, device="cpu"), style.stats)
 
 
 @pytest.fixture(scope="module")
-def photo(shared_media):
-    return cv2.resize(cv2.imread(str(shared_media / "content" / "tuebingen.jpg")), (101, 67))
+def photo():
+    return make_photo(101, 67)
 
 
 def test_uint8_round_trip_is_exact():

@@ -47,8 +47,8 @@ def audio_packets(path: Path, until: float | None = None) -> list[bytes]:
         ]
 
 
-def test_transcode_keeps_frames_rate_duration_and_audio_bytes(shared_media, tmp_path):
-    source_path = shared_media / "video" / "big_buck_bunny_480p_30s.mp4"
+def test_transcode_keeps_frames_rate_duration_and_audio_bytes(clip, tmp_path):
+    source_path = clip  # 3 s at 24 fps, 48 kHz AAC
     out = tmp_path / "out.mp4"
     n = 48  # the first 2 seconds
     with VideoFileSource(source_path) as source:
@@ -236,3 +236,44 @@ def test_wrong_frame_size_is_a_clear_error(tmp_path):
         with VideoFileSink(tmp_path / "out.mp4", width=W, height=H, fps=24) as sink:
             sink.write(Frame(np.zeros((H, W + 2, 3), np.uint8), 0))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_partial_false_leaves_nothing_when_stopped_early(tmp_path):
+    out = tmp_path / "o.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoFileSink(out, width=W, height=H, fps=24, keep_partial=False) as sink:
+            for f in frames(5):
+                sink.write(f)
+            raise KeyboardInterrupt
+    assert sink.aborted and not out.exists() and leftovers(tmp_path) == []
+
+
+def test_copy_mode_writes_encoded_packets_with_the_audio_of_a_file(make_clip, tmp_path):
+    """Packets go in as they are (the join of segments); audio is copied as for encoded frames."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=20, audio=True)
+    tb = Fraction(1, 10240)
+    encoded = tmp_path / "video.mp4"
+    with (
+        VideoFileSource(clip) as source,
+        VideoFileSink(encoded, width=W, height=H, fps=20, time_base=tb) as s,
+    ):
+        for f in source:
+            s.write(f)
+    out = tmp_path / "copied.mp4"
+    with av.open(str(encoded)) as src:
+        stream = src.streams.video[0]
+        copy = VideoFileSink(out, width=W, height=H, fps=20, time_base=tb, audio_from=clip, whole_audio=True,
+                             video_template=stream)  # fmt: skip
+        with copy:
+            for packet in src.demux(stream):
+                if packet.size:
+                    packet.pts = round(packet.pts * stream.time_base / tb)
+                    packet.dts = round(packet.dts * stream.time_base / tb)
+                    copy.write_packet(packet)
+            with pytest.raises(RuntimeError):
+                copy.write(frames(1)[0])
+    assert copy.frames_written == 20 and leftovers(tmp_path) == []
+    want, got = decoded_frames(encoded), decoded_frames(out)
+    assert [f.pts for f in got] == [f.pts for f in want]
+    assert all(np.array_equal(a.to_ndarray(), b.to_ndarray()) for a, b in zip(got, want, strict=True))
+    assert audio_packets(out) == audio_packets(clip)

@@ -1,4 +1,4 @@
-"""VideoFileSource on real files: small synthetic videos made here, and the shared Big Buck Bunny clip."""
+"""VideoFileSource on real files: small videos made here, and the shared Big Buck Bunny clip's metadata."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engines.errors import StylizeError
+from media import CLIP_FPS, CLIP_FRAMES, CLIP_SIZE
 from stream.video_source import VideoFileSource
 
 W, H = 64, 48
@@ -62,7 +63,21 @@ def test_reads_properties_and_bgr_frames_with_timestamps(tmp_path):
     assert not source.ended_early
 
 
+def test_clip_with_sound_metadata_and_first_frames(clip):
+    with VideoFileSource(clip) as source:
+        assert (source.width, source.height) == CLIP_SIZE
+        assert source.fps == CLIP_FPS
+        assert source.frame_count == CLIP_FRAMES
+        assert source.duration == pytest.approx(CLIP_FRAMES / CLIP_FPS)
+        assert source.has_audio
+        first = list(islice(source, 3))
+    assert first[0].image.shape == (CLIP_SIZE[1], CLIP_SIZE[0], 3)
+    assert [f.pts for f in first] == [0, 512, 1024]  # the MP4 muxer's 1/12288 time base at 24 fps
+    assert not np.array_equal(first[0].image, first[2].image)  # the picture moves
+
+
 def test_shared_video_metadata_and_first_frames(shared_media):
+    """A file made by another muxer (the real Big Buck Bunny clip): its known metadata."""
     with VideoFileSource(shared_media / "video" / "big_buck_bunny_480p_30s.mp4") as source:
         assert (source.width, source.height) == (854, 480)
         assert source.fps == 24
@@ -86,8 +101,8 @@ def test_text_file_named_mp4_is_a_clear_error(tmp_path):
         VideoFileSource(path)
 
 
-def test_truncated_shared_mp4_is_a_clear_error(shared_media, tmp_path):
-    data = (shared_media / "video" / "big_buck_bunny_480p_30s.mp4").read_bytes()
+def test_truncated_mp4_is_a_clear_error(clip, tmp_path):
+    data = clip.read_bytes()
     path = tmp_path / "cut.mp4"
     path.write_bytes(data[: int(len(data) * 0.3)])  # its index (moov) is at the end: lost
     with pytest.raises(StylizeError, match="damaged or incomplete"):
@@ -132,3 +147,34 @@ def test_max_frames_stops_early_without_calling_it_truncated(tmp_path):
         frames = list(source)
         assert [f.index for f in frames] == [0, 1, 2, 3, 4]
         assert not source.ended_early
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+def test_a_range_from_a_keyframe_gives_exactly_those_frames(suffix, make_clip, tmp_path):
+    """What a segment's worker reads: the same pixels and timestamps as a reader from the start.
+
+    MPEG-TS has no index: its seek lands after the keyframe (or at the end), so the source decodes
+    from the beginning instead and still misses nothing.
+    """
+    clip = make_clip(tmp_path / "clip.mp4", frames=30, gop=5, audio=False)
+    if suffix != ".mp4":
+        path = tmp_path / f"clip{suffix}"
+        with VideoFileSource(clip) as source, av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=20)
+            stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+            stream.codec_context.gop_size = 5
+            for f in source:
+                frame = av.VideoFrame.from_ndarray(f.image, format="bgr24")
+                frame.pts = f.index
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        clip = path
+    full = [(f.pts, f.image) for f in VideoFileSource(clip)]
+    with av.open(str(clip)) as c:
+        keys = sorted(p.pts for p in c.demux(video=0) if p.size and p.is_keyframe)
+    assert len(keys) >= 5
+    for start, end in [(keys[1], keys[3]), (keys[-1], None), (keys[2], None)]:
+        got = [(f.pts, f.image) for f in VideoFileSource(clip, start_pts=start, end_pts=end)]
+        expected = [(p, im) for p, im in full if p >= start and (end is None or p < end)]
+        assert [p for p, _ in got] == [p for p, _ in expected]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected, strict=True))

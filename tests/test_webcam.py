@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 
 from engines.errors import StylizeError
+from media import CLIP_SIZE
 from stream.webcam import WebcamSource
 
 CAMERA_INTERVAL = 0.005  # a 200 fps "camera": fast enough to keep tests short
 
 
 @pytest.fixture(scope="module")
-def video(shared_media: Path) -> Path:
-    return shared_media / "video" / "cutBunny.mp4"
+def video(clip: Path) -> Path:
+    return clip
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +80,13 @@ class ClosedCapture:
 
 
 def test_streams_frames_from_a_real_capture(video: Path, file_frames: list[np.ndarray]) -> None:
-    with WebcamSource(str(video), width=640, height=360, fps=24, mjpg=True, reconnect=False) as src:
+    width, height = CLIP_SIZE
+    with WebcamSource(str(video), width=width, height=height, fps=24, mjpg=True, reconnect=False) as src:
         frame = next(iter(src))
-    assert frame.image.shape == (360, 640, 3) and frame.image.dtype == np.uint8
+    assert frame.image.shape == (height, width, 3) and frame.image.dtype == np.uint8
     assert frame.pts is None and frame.time_base is None
     assert np.array_equal(frame.image, file_frames[frame.index])
-    assert (src.width, src.height) == (640, 360)
+    assert (src.width, src.height) == (width, height)
 
 
 def test_iteration_returns_the_newest_frame_not_a_backlog(video: Path, file_frames: list[np.ndarray]) -> None:

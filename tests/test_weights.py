@@ -17,14 +17,14 @@ def isolated_cache(tmp_path, monkeypatch):
     return tmp_path / "xdg-cache"
 
 
-def _copy_model(shared_weights, dest, name="microast"):
-    shutil.copytree(shared_weights / name, dest / name)
+def _copy_model(root, dest, name="microast"):
+    shutil.copytree(root / name, dest / name)
     return dest / name
 
 
-def test_weights_dir_may_be_the_model_folder_or_a_root(shared_weights):
-    by_root = weights.resolve("microast", weights=shared_weights)
-    by_folder = weights.resolve("microast", weights=shared_weights / "microast")
+def test_weights_dir_may_be_the_model_folder_or_a_root(tiny_weights):
+    by_root = weights.resolve("microast", weights=tiny_weights)
+    by_folder = weights.resolve("microast", weights=tiny_weights / "microast")
     assert by_root == by_folder
     assert all(p.is_file() for p in by_root.values())
 
@@ -34,14 +34,14 @@ def test_explicit_weights_dir_without_the_files_is_an_error(tmp_path):
         weights.resolve("microast", weights=tmp_path)
 
 
-def test_environment_root_then_user_cache(shared_weights, tmp_path, monkeypatch, isolated_cache):
+def test_environment_root_then_user_cache(tiny_weights, tmp_path, monkeypatch, isolated_cache):
     env_root = tmp_path / "env"
-    _copy_model(shared_weights, env_root)
+    _copy_model(tiny_weights, env_root)
     monkeypatch.setenv(weights.ENV_VAR, str(env_root))
     assert next(iter(weights.resolve("microast").values())).parent == env_root / "microast"
 
     monkeypatch.delenv(weights.ENV_VAR)
-    cached = _copy_model(shared_weights, weights.cache_dir())
+    cached = _copy_model(tiny_weights, weights.cache_dir())
     assert weights.cache_dir().is_relative_to(isolated_cache)
     assert next(iter(weights.resolve("microast", download=False).values())).parent == cached
 
@@ -62,11 +62,14 @@ def test_missing_and_offline_names_files_and_the_three_ways(monkeypatch):
     assert not any(weights.cache_dir().glob("**/*partial*"))
 
 
-def test_download_is_verified_then_renamed(shared_weights, monkeypatch):
-    """Downloads from file:// URLs of the shared files: real urllib, real sha256 and load checks."""
+def test_download_is_verified_then_renamed(tiny_weights, monkeypatch):
+    """Downloads from file:// URLs of random files: real urllib, real sha256 (theirs) and load checks."""
     spec = weights.REGISTRY["adain-cd16x"]
-    folder = shared_weights / "adain-cd16x"
-    files = tuple(dataclasses.replace(f, url=(folder / f.name).as_uri()) for f in spec.files)
+    folder = tiny_weights / "adain-cd16x"
+    files = tuple(
+        dataclasses.replace(f, url=(folder / f.name).as_uri(), sha256=weights.sha256_file(folder / f.name))
+        for f in spec.files
+    )
     local = dataclasses.replace(spec, files=files)
     monkeypatch.setitem(weights.REGISTRY, "adain-cd16x", local)
     model = weights.load_model("adain-cd16x", progress=False)
@@ -75,13 +78,22 @@ def test_download_is_verified_then_renamed(shared_weights, monkeypatch):
     assert sorted(p.name for p in target.iterdir()) == ["4SD.pth", "4SE.pth"]
 
 
-def test_download_with_wrong_checksum_leaves_nothing(shared_weights, monkeypatch):
+def test_download_with_wrong_checksum_leaves_nothing(tiny_weights, monkeypatch):
     f = weights.REGISTRY["adain-cd16x"].files[0]
-    bad = dataclasses.replace(f, url=(shared_weights / "adain-cd16x" / "4SD.pth").as_uri())  # other file
+    bad = dataclasses.replace(f, url=(tiny_weights / "adain-cd16x" / "4SE.pth").as_uri())  # not the published
     dest = weights.cache_dir() / "adain-cd16x" / f.name
     with pytest.raises(StylizeError, match="sha256"):
         weights.download_file(bad, dest, progress=False)
     assert not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["adain-cd16x", "microast"])  # the models ../shared holds
+def test_the_real_files_pass_the_download_checks(shared_weights, name):
+    """The published sha256 (and the size and load checks) accept the real files in ../shared."""
+    for f in weights.REGISTRY[name].files:
+        assert f.sha256, f"{f.name} has no published sha256"
+        weights.check_file(f, shared_weights / name / f.name)
+    assert weights.load_model(name, weights=shared_weights).name == name
 
 
 def test_non_checkpoint_file_gets_a_one_line_error(tmp_path):

@@ -23,6 +23,8 @@ ENCODER_CONVS = (2, 5, 9, 12, 16, 19, 22, 25, 29)
 _POOL_AFTER = {5, 12, 25}
 #: Paper indices of the decoder's convs; an upsample follows the ReLU of those in ``_UPSAMPLE_AFTER``.
 DECODER_CONVS = (1, 5, 8, 11, 14, 18, 21, 25, 28)
+#: the paper's encoder widths (VGG-19 to relu4_1), for a network of that shape without its weights
+PAPER_ENCODER_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 256, 512)
 _UPSAMPLE_AFTER = {1, 14, 21}
 #: Last encoder index used (module 30 is relu4_1).
 ENCODER_DEPTH = 31
@@ -49,6 +51,15 @@ def build_encoder(widths: tuple[int, ...]) -> nn.Sequential:
             layers.append(nn.MaxPool2d(2, 2, 0, ceil_mode=True))
         cin = cout
     return nn.Sequential(*layers)
+
+
+def mirror_widths(encoder_widths: tuple[int, ...]) -> tuple[int, ...]:
+    """The decoder widths that mirror an encoder's: relu4_1's width in, then the encoder's in reverse, then 3.
+
+    (64,64,128,128,256,256,256,256,512) → (512, 256,256,256,256,128,128,64,64,3), the paper's decoder;
+    the same rule gives the CD-16x decoder from its encoder. Used to start a decoder from scratch.
+    """
+    return (encoder_widths[-1], *reversed(encoder_widths[:-1]), 3)
 
 
 def build_decoder(widths: tuple[int, ...]) -> nn.Sequential:
@@ -99,6 +110,22 @@ class AdaINNet(StyleModel):
         return net.eval()
 
     @classmethod
+    def paper_shaped(cls, name: str = "adain-random", seed: int = 0) -> AdaINNet:
+        """The paper's network with random weights: same FLOPs and timings, meaningless pictures."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(PAPER_ENCODER_WIDTHS, mirror_widths(PAPER_ENCODER_WIDTHS), name=name).eval()
+
+    @classmethod
+    def from_encoder_state_dict(cls, encoder: Mapping[str, torch.Tensor], name: str = "adain") -> AdaINNet:
+        """An encoder from a paper-format state dict and a fresh mirror decoder (where training starts)."""
+        enc = {k: v for k, v in encoder.items() if _index(k) is None or _index(k) < ENCODER_DEPTH}
+        enc_widths = tuple(_require(enc, f"{i}.weight", "encoder").shape[0] for i in ENCODER_CONVS)
+        net = cls(enc_widths, mirror_widths(enc_widths), name=name)
+        load_exact(net.encoder, enc, "encoder")
+        return net
+
+    @classmethod
     def from_cd_state_dicts(
         cls,
         encoder: Mapping[str, torch.Tensor],
@@ -111,6 +138,20 @@ class AdaINNet(StyleModel):
             _rename(decoder, CD_DECODER_KEYS, "decoder"),
             name=name,
         )
+
+    @staticmethod
+    def cd_encoder_to_paper(encoder: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A Collaborative-Distillation encoder state dict with the paper's indices as keys."""
+        return _rename(encoder, CD_ENCODER_KEYS, "encoder")
+
+    def paper_state_dicts(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(encoder, decoder) state dicts in the pytorch-AdaIN layout (encoder up to relu4_1), on the CPU."""
+        return _cpu(self.encoder.state_dict()), _cpu(self.decoder.state_dict())
+
+    def cd_state_dicts(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(encoder, decoder) state dicts with the Collaborative-Distillation names (no ``_aux`` convs)."""
+        enc, dec = self.paper_state_dicts()
+        return _unrename(enc, CD_ENCODER_KEYS), _unrename(dec, CD_DECODER_KEYS)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         return self.encoder(image)
@@ -140,6 +181,21 @@ def _require(sd: Mapping[str, torch.Tensor], key: str, what: str) -> torch.Tenso
     if key not in sd:
         raise StylizeError(f"{what} checkpoint has no key '{key}' (not an AdaIN {what} state dict?)")
     return sd[key]
+
+
+def _cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies in the default memory layout (a channels_last network writes plain files)."""
+    return {k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format) for k, v in sd.items()}
+
+
+def _unrename(sd: Mapping[str, torch.Tensor], names: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`_rename`: paper indices → CD layer names."""
+    layer_of = {index: layer for layer, index in names.items()}
+    out = {}
+    for key, value in sd.items():
+        index, _, param = key.partition(".")
+        out[f"{layer_of[int(index)]}.{param}"] = value
+    return out
 
 
 def _rename(sd: Mapping[str, torch.Tensor], names: dict[str, int], what: str) -> dict[str, torch.Tensor]:

@@ -47,7 +47,7 @@ def make_engine(
     if backend == "torch":
         from engines.runtimes.torch_rt import TorchEngine
 
-        return TorchEngine(model, dev, precision, cuda_graph=opts.cuda_graph)
+        return TorchEngine(model, dev, precision, cuda_graph=opts.cuda_graph, compile=opts.compile)
 
     if backend == "onnxruntime":
         from engines.runtimes.onnxrt import OnnxRuntimeEngine

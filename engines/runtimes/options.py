@@ -17,6 +17,7 @@ from engines.errors import StylizeError
 @dataclass(frozen=True)
 class TorchOptions:
     cuda_graph: bool = False  # capture the network in a CUDA graph per frame shape (CUDA only)
+    compile: bool = False  # torch.compile the per-frame path (Triton kernels on CUDA, C++ on the CPU)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class TorchEngine:
         precision: str = "auto",
         content_hook: ContentStatsHook | None = None,
         cuda_graph: bool = False,
+        compile: bool = False,
     ):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device, backend="the torch backend")
@@ -47,13 +48,19 @@ class TorchEngine:
         self.cuda_graph = cuda_graph
         self._graphs: dict[tuple, _Graph] = {}
         self._device_stats = DeviceStats(self.device)
+        # α as a device tensor: a compiled graph would otherwise specialize on (and recompile for) each value
+        self._alpha = torch.ones((), device=self.device)
+        self._compiled = torch.compile(self.model.stylize, dynamic=False) if compile else None
 
     @torch.inference_mode()
     def run(self, content: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor:
         x = content.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         stats = self._device_stats(stats)
-        if self.cuda_graph and self.content_hook is None:  # the hook keeps Python state: not capturable
-            return self._graph_for(x, stats).replay(x, stats, alpha)
+        if self.content_hook is None:  # the hook keeps Python state: neither capturable nor compilable
+            if self.cuda_graph:
+                return self._graph_for(x, stats).replay(x, stats, alpha)
+            if self._compiled is not None:
+                return self._compiled(x, stats, self._alpha.fill_(alpha)).float()
         out = self.model.stylize(x, stats, alpha, self.content_hook)
         return out.float()
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import metadata
 
 from engines.errors import StylizeError
 from stream import interrupt
-from stream.cli import bench, convert, engines, eval, export, image, live
+from stream.cli import bench, convert, engines, eval, export, image, live, serve, train
 
-COMMANDS = {m.NAME: m for m in (image, convert, live, eval, export, engines, bench)}
+COMMANDS = {m.NAME: m for m in (image, convert, live, serve, eval, export, engines, bench, train)}
 
 EXIT_ERROR = 1
 
@@ -26,7 +27,9 @@ EXAMPLES = """examples:
   stylize image photo.jpg -o out.png --style starry.jpg
   stylize convert in.mp4 out.mp4 --style la_muse.jpg --device cuda
   stylize live --style a.jpg,b.jpg
+  stylize serve --style a.jpg b.jpg     (then open http://127.0.0.1:8080/)
   stylize eval in.mp4 out.mp4 --style la_muse.jpg
+  stylize train --content coco/ --style wikiart/ --out my-decoder/
   stylize COMMAND --help     (options and examples of one command)"""
 
 
@@ -133,6 +136,8 @@ def configure_output(verbose: bool, quiet: bool, prog: str) -> None:
         cv2.utils.logging.LOG_LEVEL_WARNING if verbose else cv2.utils.logging.LOG_LEVEL_SILENT
     )
     av_logging.set_level(av_logging.INFO if verbose else None)
+    if not verbose:  # SVT-AV1 prints its banner past FFmpeg's log level; it reads this when it starts
+        os.environ.setdefault("SVT_LOG", "1")
 
 
 def main(argv: list[str] | None = None, prog: str = "stylize", command: str | None = None) -> int:

@@ -8,6 +8,7 @@ named explicitly, e.g. ``--out benchmarks/results`` in a source checkout.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from benchmarks.inputs import DEFAULT_CLIP, load_models, probe_video, shared_dir
 from benchmarks.machine import cpu_info, device_peak, machine_info
 from benchmarks.matrix import CPU_SIZES, GPU_SIZES, VARIANTS, parse_sizes, run_matrix, variant_unavailable
 from benchmarks.results import PLOT_NAME, SCHEMA, now, plot_results, summary, write_results
+from benchmarks.timing import pick_codec
 from engines.errors import StylizeError
 from stream.cli.options import show_progress
 
@@ -33,11 +35,16 @@ EXAMPLES = """examples:
   stylize bench --temporal --models microast,adain-cd16x      (warping error, style and FPS of --temporal)
   stylize bench --models microast --sizes 720p,1080p,4k --backends torch-fp16,torch-fp16-graph
   stylize bench --no-run --plot                  (chart ./bench-results/*.json)
-  stylize bench --no-run --plot --results-dir benchmarks/results --out benchmarks/results"""
+  stylize bench --no-run --plot --results-dir benchmarks/results --out benchmarks/results
+  stylize bench --workers 1,2 --models adain-cd16x      (batch conversion on Ray: FPS per worker count)"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", help="comma-separated (default: every registered model whose weights resolve)")
+    p.add_argument(
+        "--models",
+        help="comma-separated (default: every registered model whose weights resolve); adain-random is "
+        "the paper's network shape with random weights, for timing without its files",
+    )
     p.add_argument("--backends", help=f"comma-separated from {', '.join(VARIANTS)} (default: all available)")
     p.add_argument(
         "--sizes",
@@ -53,7 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", help="clip for end-to-end runs (default: the shared Big Buck Bunny clip)")
     p.add_argument("--e2e-frames", type=int, help="frames per end-to-end run (default: 240 CUDA, 48 CPU)")
     p.add_argument("--no-e2e", action="store_true", help="model-only timings")
-    p.add_argument("--codec", default="libx264", help="end-to-end encoder (default: %(default)s)")
+    p.add_argument(
+        "--codec", default="auto",
+        help="end-to-end encoder (default: auto = h264_nvenc on CUDA where it opens, else libx264)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--peak-tflops", type=float, help="override the device ceiling (TFLOP/s)")
     p.add_argument("--note", action="append", default=[], help="caveat stored with the results (repeatable)")
@@ -71,6 +81,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--results-dir", metavar="DIR", help="results files to chart (default: the output folder)")
     p.add_argument("--no-run", action="store_true", help="measure nothing (with --plot: redraw only)")
+    p.add_argument(
+        "--workers", metavar="N,N",
+        help="instead of the matrix, convert on Ray with each number of workers (e.g. 1,2): FPS side by side "
+        "for the first of --models at the first of --sizes' height, --e2e-frames frames of --video, "
+        "median of --repeats rounds (default 3)",
+    )  # fmt: skip
     t = p.add_argument_group("temporal consistency (instead of the FPS matrix)")
     t.add_argument(
         "--temporal", action="store_true",
@@ -87,6 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the matrix, write/merge the results file, print a table; 1 if any cell failed (not OOM)."""
     status = 0
+    if args.workers is not None:
+        return _scaling(args)
     if not args.no_run:
         status = _measure_temporal(args) if args.temporal else _measure(args)
     if args.plot is not None:
@@ -130,7 +148,7 @@ def _measure(args: argparse.Namespace) -> int:
         "repeats": args.repeats or (100 if cuda else 10),
         "warmup": args.warmup if args.warmup is not None else (10 if cuda else 2),
         "e2e_frames": args.e2e_frames or (240 if cuda else 48),
-        "codec": args.codec,
+        "codec": pick_codec(cuda) if args.codec == "auto" else args.codec,
     }
     sizes = parse_sizes(args.sizes) if args.sizes else list(GPU_SIZES if cuda else CPU_SIZES)
     notes = list(args.note)
@@ -261,3 +279,43 @@ def _kept_settings(path: Path, machine_id: str) -> dict:
     if old.get("machine", {}).get("id") != machine_id:
         return {}
     return {k: old[k] for k in ("settings", "notes") if k in old}
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    """``--workers 1,2``: the same conversion job on each number of Ray workers, printed side by side."""
+    from benchmarks.scaling import measure, stylizer_recipe, table
+    from engines.atomic import write_atomic
+    from engines.runtimes.torch_rt import resolve_device
+    from engines.weights import DEFAULT_MODEL
+
+    try:
+        counts = [int(n) for n in args.workers.split(",")]
+    except ValueError:
+        raise StylizeError(f"--workers takes numbers such as 1,2, not {args.workers!r}") from None
+    if not counts or min(counts) < 1:
+        raise StylizeError("--workers numbers must be at least 1")
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    model = args.models.split(",")[0].strip() if args.models else DEFAULT_MODEL
+    size = parse_sizes(args.sizes)[0][1] if args.sizes else (720 if cuda else 144)
+    frames = args.e2e_frames or (960 if cuda else 240)
+    video = Path(args.video) if args.video else shared_dir() / DEFAULT_CLIP
+    if not video.is_file():
+        raise StylizeError(f"no video at {video} (--video)")
+    recipe = stylizer_recipe(model, args.weights, "cuda" if cuda else "cpu")
+    rounds = 3 if args.repeats is None else args.repeats
+    if rounds < 1:
+        raise StylizeError("--repeats must be at least 1")
+    codec = pick_codec(cuda) if args.codec == "auto" else args.codec
+    rows = measure(video, counts, recipe, frames=frames, size=size, rounds=rounds,
+                   device="cuda" if cuda else "cpu", codec=codec)  # fmt: skip
+    settings = {"model": model, "height": size, "frames": frames, "rounds": rounds, "video": video.name,
+                "codec": codec}  # fmt: skip
+    machine = machine_info(device)
+    out = output_dir(args.out) / f"{machine['id']}-scaling.json"
+    doc = {"schema": SCHEMA, "machine": machine, "settings": settings, "notes": args.note, "scaling": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, (json.dumps(doc, indent=1, default=str) + "\n").encode())
+    print(table(rows))
+    print(f"{out}: {len(rows)} rows ({machine['id']}; {model}, {size} px high, {frames} frames)")
+    return 0

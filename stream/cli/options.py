@@ -125,6 +125,27 @@ def load_styles(bank, paths: list[str]) -> list:
     return [bank.add(Path(p).stem, read_image(p), read_image_bytes(p)) for p in paths]
 
 
+def load_model_and_bank(args: argparse.Namespace):
+    """The model named by the shared arguments and a style bank over it: (model, bank)."""
+    from engines.runtimes.options import backend_options
+    from engines.styles import StyleBank
+    from engines.weights import load_model
+
+    backend_options(args.backend, engine_options(args))  # a foreign option fails before any loading
+    model = load_model(args.model, args.weights, download=not args.no_download, progress=show_progress(args))
+    return model, StyleBank(model, style_size=args.style_size or None)
+
+
+def build_engine(args: argparse.Namespace, model, resolution: tuple[int, int] | None = None):
+    """The engine the shared runtime arguments ask for, running ``model``."""
+    from engines.runtimes import make_engine
+
+    return make_engine(
+        args.backend, model, device=args.device, precision=args.precision, resolution=resolution,
+        **engine_options(args),
+    )  # fmt: skip
+
+
 def build_stylizer(
     args: argparse.Namespace, resolution: tuple[int, int] | None = None, mix_styles: bool = True
 ):
@@ -133,20 +154,12 @@ def build_stylizer(
     With ``mix_styles`` several styles (or ``--style-weights``) become one mixed style; without, the
     Stylizer starts on the first and ``styles`` lists them all (live switching).
     """
-    from engines.runtimes import make_engine
-    from engines.runtimes.options import backend_options
-    from engines.styles import StyleBank, mix
+    from engines.styles import mix
     from engines.stylizer import Stylizer
-    from engines.weights import load_model
 
-    backend_options(args.backend, engine_options(args))  # a foreign option fails before any loading
-    model = load_model(args.model, args.weights, download=not args.no_download, progress=show_progress(args))
-    bank = StyleBank(model, style_size=args.style_size or None)
+    model, bank = load_model_and_bank(args)
     styles = load_styles(bank, args.style)
-    engine = make_engine(
-        args.backend, model, device=args.device, precision=args.precision, resolution=resolution,
-        **engine_options(args),
-    )  # fmt: skip
+    engine = build_engine(args, model, resolution)
     mixed = len(styles) > 1 or args.style_weights
     style = mix(styles, args.style_weights) if mix_styles and mixed else styles[0]
     log.info("model %s on %s (%s, %s); style: %s", model.name, engine.device, engine.backend,
