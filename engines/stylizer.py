@@ -111,6 +111,11 @@ class Stylizer:
         self.size = size
         self.temporal = TemporalFilter() if temporal is True else temporal or None
 
+    def reset(self) -> None:
+        """Forget the previous frames (a new clip or segment starts): the temporal filter's state."""
+        if self.temporal is not None:
+            self.temporal.reset()
+
     @torch.inference_mode()
     def stylize_tensor(
         self, frames: torch.Tensor, guides: Sequence[Guide | None] | None = None

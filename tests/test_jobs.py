@@ -28,8 +28,9 @@ from stream.jobs.worker import ConvertWorker
 
 @pytest.fixture(scope="module")
 def model_args(tiny_weights, style_image) -> list[str]:
+    """Per-frame (``--no-temporal``): a segment's pixels then equal the whole file's exactly."""
     return ["--model", "adain-cd16x", "--weights", str(tiny_weights), "--style-size", "64",
-            "--style", str(style_image), "--crf", "0"]  # fmt: skip
+            "--style", str(style_image), "--crf", "0", "--no-temporal"]  # fmt: skip
 
 
 @pytest.fixture
@@ -120,6 +121,37 @@ def test_warmup_frames_go_through_the_stage_and_are_dropped(make_clip, model_arg
         warm = [p for p in pts if p < task.segment.start_pts]
         assert len(warm) == 4 and pts[0] == task.segment.decode_from_pts
     assert [p for p, _ in decoded(job.files["clip.mp4"].output)] == [p for p, _ in decoded(clip)]
+
+
+def test_temporal_segments_start_afresh_and_warm_up_to_the_whole_files_pixels(
+    make_clip, model_args, one_thread, same_video, tmp_path
+):
+    """``--temporal`` carries state from frame to frame: a segment converted alone starts afresh (the
+    worker resets the stylizer), so it differs from the whole file; warm-up frames reaching back to the
+    file's start rebuild that state exactly."""
+    from stream.cli.convert_many import WARMUP_FRAMES, warmup_frames
+
+    temporal_args = [a for a in model_args if a != "--no-temporal"] + ["--temporal"]
+    assert warmup_frames(_arguments(temporal_args)) == WARMUP_FRAMES >= 24
+    clip = make_clip(tmp_path / "clip.mp4", frames=24, gop=5)
+    whole = tmp_path / "whole.mp4"
+    assert main(["convert", str(clip), str(whole), *temporal_args]) == 0
+    worker = _worker(temporal_args)
+    assert worker.stylizer.temporal is not None
+    outputs = {}
+    for warmup in (0, WARMUP_FRAMES):
+        job = _job(clip, tmp_path / f"warmup{warmup}" / "clip.mp4", model_args)
+        tasks = job.plan_tasks(segment_seconds=0.5, warmup=warmup)
+        assert len(tasks) == 2
+        run_here(job, worker, JobProgress(job, enabled=False))
+        assert job.files["clip.mp4"].status == "done"
+        outputs[warmup] = job.files["clip.mp4"].output
+    same_video(whole, outputs[WARMUP_FRAMES])
+    plain, fresh = decoded(whole), decoded(outputs[0])
+    assert [p for p, _ in plain] == [p for p, _ in fresh]
+    start = tasks[1].segment.start_pts
+    differ = [p for (p, a), (_, b) in zip(plain, fresh, strict=True) if not np.array_equal(a, b)]
+    assert differ and min(differ) == start  # the first segment is the same; the second starts afresh
 
 
 # --- many files in this process: resume, failures -------------------------------------------------

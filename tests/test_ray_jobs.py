@@ -28,7 +28,6 @@ from stream.jobs.report import JobProgress
 ray = pytest.importorskip("ray")
 
 
-
 @pytest.fixture(scope="module")
 def ray_instance():
     """A local Ray instance for the module; afterwards, no process it started may be left, and the
@@ -48,8 +47,10 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def model_args(tiny_weights, style_image) -> list[str]:
+    """Per-frame (``--no-temporal``), so that workers and segments give the very pixels of one process;
+    ``--temporal`` across segments is tested in test_jobs.py."""
     return ["--model", "adain-cd16x", "--weights", str(tiny_weights), "--style-size", "64",
-            "--style", str(style_image), "--crf", "0"]  # fmt: skip
+            "--style", str(style_image), "--crf", "0", "--no-temporal"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,9 @@ USAGE = """%(prog)s INPUT OUTPUT --style IMAGE [options]
        %(prog)s INPUT [INPUT ...] FOLDER/ --style IMAGE [options]
        %(prog)s INPUT [INPUT ...] -o FOLDER --style IMAGE [--workers N | --ray ADDRESS] [options]"""
 
-#: Frames run before each segment, their results dropped, when the stage is stateful (temporal
-#: smoothing): an average with momentum 0.9 keeps 0.9^30 ≈ 4 % of where it started after 30 frames.
+#: Frames run before each segment, their results dropped, when the processing is stateful
+#: (``--temporal``): the filter blends 0.9 of the warped history at most, so after 30 frames what the
+#: segment's start left in it weighs 0.9^30 ≈ 4 % or less.
 WARMUP_FRAMES = 30
 
 
@@ -211,7 +212,7 @@ def load_stylizer(args: argparse.Namespace, resolution: tuple[int, int] | None) 
 
 
 def stateful(args: argparse.Namespace) -> bool:
-    """Whether the processing keeps state from frame to frame (the coming ``--temporal``)."""
+    """Whether the processing keeps state from frame to frame (``--temporal``)."""
     return bool(getattr(args, "temporal", False))
 
 
