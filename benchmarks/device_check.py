@@ -10,7 +10,10 @@ of the others:
    → ``measure.json``, rewritten after every row;
 3. the ``stylize bench`` matrix at 720p and 1080p (model-only and end-to-end through the real
    pipeline) → ``<machine>.json`` (merged with the committed results of that machine, ready to be
-   committed to benchmarks/results/), and ``fps.png`` drawn with every committed results file.
+   committed to benchmarks/results/), and ``fps.png`` drawn with every committed results file;
+4. ``stylize bench --temporal`` (issue #11) on CUDA: warping error, style distance and the FPS of
+   ``--temporal`` against per-frame on Big Buck Bunny 480p, 4 s, microast and adain-cd16x, into the
+   same ``<machine>.json`` (rows of kind ``temporal``): what the host's optical flow costs next to a GPU.
 
 ``device_check.json`` says how each part ended. Every output goes to ``$OUT`` (default
 ``device_out/`` in the repository). Inputs: weights and the clip from ``$STYLIZE_SHARED``
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TIMEOUTS = {"pytest": 70, "measure": 150, "bench": 150, "plot": 30}  # seconds: ~7 minutes in all
+TIMEOUTS = {"pytest": 70, "measure": 130, "bench": 130, "temporal": 60, "plot": 30}  # ~7 minutes in all
 #: the models timed by default: the two with weights, and the paper's network shape (random weights)
 DEFAULT_MODELS = "microast,adain-cd16x,adain-random"
 
@@ -171,6 +174,11 @@ def orchestrate(out: Path, dry_run: bool, models: str | None) -> int:
             matrix = "--sizes 64x64 --device cpu --repeats 2 --warmup 1 --e2e-frames 3 --backends torch-fp32"
         bench = [py, "-m", "stream.cli", "bench", *matrix.split(), *model_args, "--out", tmp, "--quiet"]
         parts["bench"] = _run("bench", bench, None, env)
+        temporal = "--temporal --models microast,adain-cd16x --repeats 3 --device cuda"
+        if dry_run:
+            temporal = "--temporal --models microast --repeats 1 --e2e-frames 4 --device cpu"
+        temporal_cmd = [py, "-m", "stream.cli", "bench", *temporal.split(), "--out", tmp, "--quiet"]
+        parts["temporal"] = _run("temporal", temporal_cmd, None, env)
         plot = [
             py,
             "-m",

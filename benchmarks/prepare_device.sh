@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fill the git-ignored folders that travel to a lent GPU machine with benchmarks/device_check.sh:
-#   .device/  weights (microast, adain-cd16x) and media (style/content pictures, the two clips) from
+#   .device/  weights (microast, adain-cd16x, the VGG-16 metric) and media (style/content pictures, the two clips) from
 #             ../shared (or $STYLIZE_SHARED), laid out like ../shared;
 #   .whl/     wheels the GPU image lacks, for its Python 3.12: av (this machine's version) and
 #             platformdirs (tqdm, filelock, numpy, opencv, onnx(runtime), pytest are in the image).
@@ -12,10 +12,12 @@ shared=${STYLIZE_SHARED:-../shared}
 
 rm -rf .device
 mkdir -p .device/weights .device/media/video
-for model in microast adain-cd16x; do
+for model in microast adain-cd16x vgg16-imagenet; do  # vgg16-imagenet: the style metric of bench --temporal
     cp -r "$shared/weights/$model" .device/weights/
 done
-cp -r "$shared/media/style" "$shared/media/content" .device/media/
+mkdir -p .device/media/style .device/media/content  # the pictures the tests and benchmarks name, no more
+cp "$shared/media/style/"{starry_night,la_muse,mondrian}.jpg .device/media/style/
+cp "$shared/media/content/"{chicago,cornell,golden_gate,sailboat}.jpg .device/media/content/
 cp "$shared/media/video/big_buck_bunny_480p_30s.mp4" "$shared/media/video/cutBunny.mp4" .device/media/video/
 chmod -R u+w .device  # ../shared is read-only; a later run must be able to replace the copy
 

@@ -146,19 +146,29 @@ def measure_model(
         "style": style_path.name,
         "fps": fps_t,
         "fps_per_frame": fps_pf,
-        "fps_ratio": fps_t / fps_pf,
+        "fps_ratio": _ratio(fps_t, fps_pf),
         "fps_runs": fps,
         "warping_error": errors["dis"],
-        "warping_ratio": errors["dis"]["temporal"] / errors["dis"]["per_frame"],
+        "warping_ratio": _ratio(errors["dis"]["temporal"], errors["dis"]["per_frame"]),
         "warping_error_farneback": errors["farneback"],
-        "warping_ratio_farneback": errors["farneback"]["temporal"] / errors["farneback"]["per_frame"],
+        "warping_ratio_farneback": _ratio(errors["farneback"]["temporal"], errors["farneback"]["per_frame"]),
         "style_distance": style,
-        "style_ratio": style["temporal"] / style["per_frame"],
+        "style_ratio": _ratio(style["temporal"], style["per_frame"]),
         "status": "ok",
     }
     if cut_clip is not None and cut_clip.is_file():
         row["cut"] = cut_check(plain, steady, cut_clip)
     return row
+
+
+def _ratio(a: float, b: float) -> float | None:
+    """a / b; None where b is 0 (frames that are all one colour, such as a fade from black, have no
+    warping error to reduce)."""
+    return a / b if b else None
+
+
+def _x(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
 
 def cut_check(plain, steady, clip: Path, window: tuple[int, int] = CUT_FRAMES) -> dict:
@@ -205,7 +215,8 @@ def summary(rows: list[dict]) -> str:
             f"{r['model']:<12} {r['backend'] + ' ' + r['precision']:<18} {r['width']}x{r['height']:<4} "
             f"{r['frames']:>6}  "
             f"{e['input']:>14.5f} / {e['per_frame']:.5f} / {e['temporal']:.5f}  "
-            f"{r['warping_ratio']:>5.2f} {r['warping_ratio_farneback']:>11.2f}  {r['style_ratio']:>11.3f}  "
-            f"{r['fps_per_frame']:>11.2f} / {r['fps']:>10.2f} {r['fps_ratio']:>5.2f}  {cut_text}"
+            f"{_x(r['warping_ratio'], 5, 2)} {_x(r['warping_ratio_farneback'], 11, 2)}  "
+            f"{_x(r['style_ratio'], 11, 3)}  {r['fps_per_frame']:>11.2f} / {r['fps']:>10.2f} "
+            f"{_x(r['fps_ratio'], 5, 2)}  {cut_text}"
         )
     return "\n".join(out)

@@ -36,7 +36,11 @@ distance as ratios to per-frame, on the per-frame outputs of the fp32 torch engi
   anti-ghosting of temporal anti-aliasing: error 0.35× → 0.51×), lowering the confidence where the
   outputs differ at coarse scale (→ 0.73×: stylization flickers at coarse scales too), and adding the
   statistics smoother of :mod:`engines.flicker` (→ 0.65×; alone it *raises* the error to 1.97×, its
-  feature averaging is made for still scenes).
+  feature averaging is made for still scenes);
+- not adopted yet: a flow on the device in tensor ops (coarse-to-fine combined local–global flow,
+  Bruhn et al. 2005), so a GPU would not need the host. It steadied moving scenes about as well as DIS
+  but took ~8000 small ops a 480p frame (launch-bound on a GPU) and its smoothness weight depended on
+  the picture's contrast (the README's temporal section has the numbers).
 """
 
 from __future__ import annotations

@@ -369,3 +369,28 @@ def test_bench_temporal_writes_its_rows(clips, tmp_path, shared_weights, shared_
     assert row["style_ratio"] > 0 and row["fps_ratio"] > 0 and len(row["fps_runs"]["temporal"]) == 1
     assert row["cut"]["equal_to_per_frame"] and row["cut"]["first_frame_of_new_shot"] == 235
     assert doc["temporal_settings"]["temporal_frames"] == 6
+
+
+def test_bench_temporal_on_frames_without_error_reports_no_ratio(
+    clips, tmp_path, shared_weights, shared_media
+):
+    """A black clip (Big Buck Bunny opens with a fade from black) has no warping error to reduce: the
+    row says so (ratios None, printed "-") instead of failing on a division by zero."""
+    import json
+
+    black = tmp_path / "black.mp4"
+    with av.open(str(black), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(4):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")))
+        c.mux(s.encode())
+    out = tmp_path / "cpu.json"
+    args = ["bench", "--temporal", "--models", "microast", "--device", "cpu", "--video", str(black)]
+    args += ["--e2e-frames", "4", "--repeats", "1", "--weights", str(shared_weights), "--out", str(out), "-q"]
+    args += ["--style", str(shared_media / "style" / "starry_night.jpg")]
+    args += ["--metric-weights", str(shared_weights / "vgg16-imagenet")]
+    assert main(args) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["status"] == "ok" and row["warping_error"]["per_frame"] == 0
+    assert row["warping_ratio"] is None and row["warping_ratio_farneback"] is None
