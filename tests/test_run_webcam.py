@@ -106,9 +106,7 @@ def test_a_video_file_camera_plays_once_and_the_recording_lasts_the_session(
     """The 1 s clip ends the session long before --seconds 60: no timer may hold the process open."""
     out = tmp_path / "session.mp4"
     start = time.monotonic()
-    done = live_on_clip(
-        short_clip, tiny_weights, style_image, out, "--seconds", "60"
-    )
+    done = live_on_clip(short_clip, tiny_weights, style_image, out, "--seconds", "60")
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - start < 40
     frames, seconds = session(done.stdout)
@@ -119,9 +117,7 @@ def test_a_video_file_camera_plays_once_and_the_recording_lasts_the_session(
 
 def test_a_looped_video_file_camera_runs_until_seconds(short_clip, tiny_weights, style_image, tmp_path):
     out = tmp_path / "session.mp4"
-    done = live_on_clip(
-        short_clip, tiny_weights, style_image, out, "--loop", "--seconds", "2.5"
-    )
+    done = live_on_clip(short_clip, tiny_weights, style_image, out, "--loop", "--seconds", "2.5")
     assert done.returncode == 0, done.stderr
     frames, seconds = session(done.stdout)
     assert seconds == pytest.approx(2.5, abs=0.4) and frames > 20  # more than one pass of the clip
@@ -150,3 +146,30 @@ def test_a_live_recording_is_timed_by_capture_not_by_frame_index(tmp_path):
         sink.write(Frame(image=image, index=30 * i, captured_at=t0 + 0.1 * i))
     sink.close()
     assert recording_seconds(out) == pytest.approx(0.5 + 1 / 30, abs=0.02)
+
+
+def test_the_seconds_timer_thread_has_ended_when_the_session_returns(
+    short_clip, tiny_weights, style_image, tmp_path, monkeypatch
+):
+    """``--seconds`` arms a timer that holds the pipeline (and so the model's tensors). Its thread must
+    be over when the command returns: a thread that drops the last reference to a tensor while the
+    interpreter shuts down aborts the process. The timer is slowed down here, as a loaded machine
+    would, so that a command which only cancels it (without joining) leaves it running."""
+    import threading
+
+    from stream.cli import main
+
+    class SlowTimer(threading.Timer):
+        def run(self):
+            super().run()
+            time.sleep(0.5)
+
+    monkeypatch.setattr(threading, "Timer", SlowTimer)
+    before = set(threading.enumerate())
+    code = main(
+        ["live", "--camera", str(short_clip), "--style", str(style_image), "--model", "adain-cd16x",
+         "--weights", str(tiny_weights), "--style-size", "64", "--no-window", "--seconds", "60", "-q",
+         "--record", str(tmp_path / "session.mp4")]
+    )  # fmt: skip
+    assert code == 0
+    assert [t for t in threading.enumerate() if t not in before and isinstance(t, SlowTimer)] == []

@@ -149,7 +149,11 @@ def run(args: argparse.Namespace) -> int:
         stats = pipeline.run()
     finally:
         if timer is not None:
+            # Wait for its thread to end: else, holding the pipeline through pipeline.stop, it can drop
+            # the last reference to the model's tensors while the interpreter shuts down, and freeing a
+            # tensor there aborts the process ("terminate called without an active exception").
             timer.cancel()
+            timer.join()
     print(
         f"{stats.frames_out} frames in {stats.seconds:.1f} s: {stats.fps:.1f} fps, "
         f"latency {stats.latency_mean_ms:.0f} ms mean / {stats.latency_p95_ms:.0f} ms p95, "
