@@ -45,13 +45,14 @@ distance as ratios to per-frame, on the per-frame outputs of the fp32 torch engi
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from engines.warping import pixel_grid, warp_image
 
 #: Longer side of the flow images. DIS "fast" at 427×240 costs ≈ 1.4 ms on one core of the 2-core
 #: EPYC (the whole host step ≈ 3.5 ms at 854×480); 214 px "ultrafast" (0.2 ms) doubled the error left.
@@ -107,15 +108,6 @@ def grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return g
 
 
-def remap(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` sampled at x + flow(x) (bilinear, edges replicated), and where that lands inside."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    mx, my = gx + flow[..., 0], gy + flow[..., 1]
-    inside = (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
-    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), inside
-
-
 class FlowGuide:
     """Host half of the method: DIS flow between consecutive frames, confidence, scene cuts.
 
@@ -141,7 +133,6 @@ class FlowGuide:
         self._previous: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
         self.cuts = 0  # scene cuts seen since the last reset
-        self.last_confidence = 1.0  # mean confidence of the last frame (what a cut is decided on)
 
     def reset(self) -> None:
         self._previous = None
@@ -157,13 +148,12 @@ class FlowGuide:
         if new_shot:
             return None
         flow = self._dis.calc(g, previous, None)
-        warped, inside = remap(previous.astype(np.float32), flow)
+        warped, inside = warp_image(previous.astype(np.float32), flow, margin=0.5)
         current = g.astype(np.float32)
         warped *= (current.mean() + 1) / (warped.mean() + 1)  # a fade or exposure change is no occlusion
         error = cv2.GaussianBlur(np.abs(current - warped), (3, 3), 0)
         confidence = np.exp(-np.square(error / self.photo_sigma)) * inside
-        self.last_confidence = float(confidence.mean())
-        if self.last_confidence < self.cut_threshold:
+        if float(confidence.mean()) < self.cut_threshold:
             self.cuts += 1
             return None
         if self.erode:
@@ -212,6 +202,11 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 ENERGY_BLOCK = 8
 
 
+def _energy(band: torch.Tensor) -> torch.Tensor:
+    """Σ over channels of the band's square, averaged over :data:`ENERGY_BLOCK`² blocks."""
+    return F.avg_pool2d(band.square().sum(dim=1, keepdim=True), ENERGY_BLOCK, ceil_mode=True)
+
+
 def restore_contrast(
     blended: torch.Tensor,
     reference: torch.Tensor,
@@ -232,11 +227,7 @@ def restore_contrast(
         size = b.shape[-2:]
         b_down, r_down = _down(b), _down(r)
         b_band, r_band = b - _up(b_down, size), r - _up(r_down, size)
-
-        def energy(band: torch.Tensor) -> torch.Tensor:
-            return F.avg_pool2d(band.square().sum(dim=1, keepdim=True), ENERGY_BLOCK, ceil_mode=True)
-
-        gain = ((energy(r_band) + 1e-6) / (energy(b_band) + 1e-6)).sqrt_().clamp_(lo, hi)
+        gain = ((_energy(r_band) + 1e-6) / (_energy(b_band) + 1e-6)).sqrt_().clamp_(lo, hi)
         bands.append(b_band * _up(gain, size))
         b, r = b_down, r_down
     out = b
@@ -333,19 +324,13 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
     return cv2.merge([c.contiguous().numpy() for c in image[0].float()])
 
 
-@functools.cache
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-    return gx, gy
-
-
 def stabilize_cv(stylized, previous, flow, confidence, strength=DEFAULT_STRENGTH, contrast=True):
     """:func:`stabilize` with OpenCV on CPU tensors (bicubic remap, area down, bilinear up). The result
     is a 1×3×H×W view of H×W×3 memory, which the uint8 conversion after it reads without a copy."""
     h, w = stylized.shape[-2:]
     p, prev = _hwc(stylized), _hwc(previous)
     fh, fw = flow.shape[-2:]
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     fx = cv2.scaleAdd(_resize(flow[0, 0].float().numpy(), (h, w)), w / fw, gx)
     fy = cv2.scaleAdd(_resize(flow[0, 1].float().numpy(), (h, w)), h / fh, gy)
     map1, map2 = cv2.convertMaps(fx, fy, cv2.CV_16SC2)  # fixed point (1/32 px): a faster remap
@@ -362,23 +347,18 @@ class TemporalFilter:
     """The method with its state, for one stream: :meth:`prepare` each input frame on the host, then
     :meth:`apply` its stylized result on the device, frames in order. :meth:`reset` starts a new shot.
 
-    ``strength`` is the weight of the warped previous output where the flow is trusted (0 = per-frame).
+    ``strength`` is the weight of the warped previous output where the flow is trusted (0 = per-frame);
+    ``guide`` the host half, a default :class:`FlowGuide` unless given (its flow size, preset, cuts).
     """
 
     def __init__(
-        self,
-        strength: float = DEFAULT_STRENGTH,
-        flow_side: int = DEFAULT_FLOW_SIDE,
-        preset: str = "fast",
-        contrast: bool = True,
-        cut_threshold: float = DEFAULT_CUT_THRESHOLD,
-        erode: int = DEFAULT_ERODE,
+        self, strength: float = DEFAULT_STRENGTH, contrast: bool = True, guide: FlowGuide | None = None
     ) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
         self.strength = strength
         self.contrast = contrast
-        self.guide = FlowGuide(flow_side, preset, cut_threshold=cut_threshold, erode=erode)
+        self.guide = guide or FlowGuide()
         self._previous: torch.Tensor | None = None
 
     @property

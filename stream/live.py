@@ -25,8 +25,8 @@ class LiveProcess:
     """A pipeline ``process`` callable driven by :class:`LiveControls`.
 
     ``smoother`` is installed as the engine's content hook while smoothing is on (torch backend); the
-    exported engines have no hook, so for them smoothing is disabled in the controls. ``temporal`` is
-    the stylizer's temporal filter while temporal consistency is on (every backend); it starts afresh
+    exported engines have no hook, so for them smoothing is disabled in the controls. The stylizer's
+    temporal filter is kept while temporal consistency is on (every backend); it starts afresh
     when switched on and when the style changes, so a new style shows at once, not blended in.
     """
 
@@ -37,7 +37,6 @@ class LiveProcess:
         controls: LiveControls,
         smoother: StatsSmoother | None = None,
         depth: int | None = None,
-        temporal: TemporalFilter | None = None,
     ):
         if not styles:
             raise ValueError("LiveProcess needs at least one style")
@@ -45,7 +44,7 @@ class LiveProcess:
         self.styles = list(styles)
         self.controls = controls
         self.smoother = smoother or StatsSmoother()
-        self.temporal = temporal or stylizer.temporal  # made when first switched on
+        self.temporal = stylizer.temporal  # else made when first switched on
         self._style_index = -1
         self.smoothing_supported = stylizer.engine.supports_content_hook
         if not self.smoothing_supported:
