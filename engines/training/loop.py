@@ -325,7 +325,10 @@ class Trainer:
         batches_iter = iter(loader)
         try:
             while self.step < cfg.steps:
-                if distributed.any_process(processes, should_stop() is not None):
+                # Under DDP, agreeing on a stop is an all-reduce and a host sync: only at the logging
+                # steps (a signal then waits at most log_every steps); alone, it is a free check.
+                check = not processes.distributed or self.step % cfg.log_every == 0
+                if check and distributed.any_process(processes, should_stop() is not None):
                     result.stopped_by = should_stop() or signal.SIGTERM
                     break
                 content, style, bad = next(batches_iter)
