@@ -68,12 +68,21 @@ class VGG16Features(nn.Module):
 
 
 @torch.inference_mode()
+def style_statistics(net: VGG16Features, image: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-channel mean and std of each of the metric's layers."""
+    return [mean_std(f) for f in net(image)]
+
+
+def statistics_distance(a: list, b: list) -> float:
+    """The style distance of two images from their :func:`style_statistics`."""
+    return sum(
+        float(((ma - mb) ** 2).sum() + ((sa - sb) ** 2).sum())
+        for (ma, sa), (mb, sb) in zip(a, b, strict=True)
+    )
+
+
 def style_distance(net: VGG16Features, a: torch.Tensor, b: torch.Tensor) -> float:
-    total = 0.0
-    for fa, fb in zip(net(a), net(b), strict=True):
-        (ma, sa), (mb, sb) = mean_std(fa), mean_std(fb)
-        total += float(((ma - mb) ** 2).sum() + ((sa - sb) ** 2).sum())
-    return total
+    return statistics_distance(style_statistics(net, a), style_statistics(net, b))
 
 
 @torch.inference_mode()
@@ -85,14 +94,12 @@ def find_vgg16(path: str | os.PathLike | None = None) -> Path:
     """The VGG-16 metric weights: ``path`` (the file, or a folder holding it) when given, and only that;
     else ``$STYLIZE_WEIGHTS/vgg16-imagenet/``, then the user cache's ``weights/vgg16-imagenet/``.
     Never downloaded (there is no published copy of this conversion)."""
-    from engines.userdirs import cache_dir
-    from engines.weights import ENV_VAR
+    from engines.weights import candidate_dirs
 
     if path is not None:
         candidates = [Path(path) / VGG16_FILE if Path(path).is_dir() else Path(path)]
     else:
-        roots = [Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []
-        candidates = [root / VGG16_FOLDER / VGG16_FILE for root in [*roots, cache_dir("weights")]]
+        candidates = [d / VGG16_FILE for d in candidate_dirs(VGG16_FOLDER)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -113,18 +120,19 @@ class StyleMeter:
     def __init__(self, net: VGG16Features, style: np.ndarray) -> None:
         self.net = net
         self.style = style
-        self._style_t: torch.Tensor | None = None
+        self._style_stats: list | None = None  # computed once, at the first frame's scale
         self.distances: list[float] = []
 
     def add(self, frame: np.ndarray) -> float:
         from engines.styles import bgr_to_tensor
 
-        if self._style_t is None:
+        if self._style_stats is None:
             h, w = self.style.shape[:2]
             scale = min(frame.shape[:2]) / min(h, w)
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            self._style_t = bgr_to_tensor(cv2.resize(self.style, size, interpolation=cv2.INTER_AREA))
-        d = style_distance(self.net, bgr_to_tensor(frame), self._style_t)
+            style = bgr_to_tensor(cv2.resize(self.style, size, interpolation=cv2.INTER_AREA))
+            self._style_stats = style_statistics(self.net, style)
+        d = statistics_distance(style_statistics(self.net, bgr_to_tensor(frame)), self._style_stats)
         self.distances.append(d)
         return d
 
