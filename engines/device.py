@@ -108,14 +108,8 @@ def training_precision(precision: str, device: torch.device) -> str:
     trained 1.6× faster than in fp32 on a 2-core EPYC with avx512_bf16, see benchmarks/README.md),
     else fp32. fp16 on the CPU is refused.
     """
-    if precision not in PRECISION_CHOICES:
-        raise StylizeError(f"unknown precision '{precision}': choose one of {', '.join(PRECISION_CHOICES)}")
-    if precision == "auto":
-        if device.type != "cuda":
-            return "bf16" if cpu_bf16_native() else "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and device.type != "cuda":
-        raise StylizeError("fp16 needs a CUDA device; use --precision fp32 (or bf16) on the CPU")
+    if precision == "auto" and device.type == "cuda":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise StylizeError(f"{torch.cuda.get_device_name(device)} has no bf16; use --precision fp16")
-    return precision
+    return resolve_precision(precision, device)  # the choices, the CPU's auto and its fp16 refusal
