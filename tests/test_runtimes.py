@@ -97,3 +97,10 @@ def test_paper_shaped_network_has_the_papers_cost():
     models, notes = load_models([PAPER_SHAPED], None)
     assert 1.99e12 < count_flops(models[PAPER_SHAPED], 1080, 1920) < 2.01e12  # the 2.0 TFLOP
     assert any("random weights" in n for n in notes)
+
+
+def test_cuda_graph_and_compile_together_are_refused():
+    from engines.models.microast import MicroAST
+
+    with pytest.raises(StylizeError, match="alternatives: choose one"):
+        make_engine("torch", MicroAST(), device="cpu", cuda_graph=True, compile=True)

@@ -43,6 +43,8 @@ class TorchEngine:
         net = copy.deepcopy(model).to(self.device, self.dtype).eval().requires_grad_(False)
         self.model = net.to(memory_format=torch.channels_last)
         self.content_hook = content_hook
+        if cuda_graph and compile:  # each replaces the eager path; one would silently win
+            raise StylizeError("--cuda-graph and --compile are alternatives: choose one")
         if cuda_graph and self.device.type != "cuda":
             raise StylizeError("CUDA graphs need a CUDA device")
         self.cuda_graph = cuda_graph
