@@ -98,19 +98,23 @@ def test_smoothing_reduces_stat_variance_on_a_noisy_still_scene(
     assert hook.smoother.cuts == 0  # noise and exposure jitter are not scene cuts
 
 
+def _assert_one_cut_at(hook: Recorder, cut: int) -> None:
+    """One cut, at frame ``cut``: that frame passes through unblended, and smoothing resumes from it,
+    not from the old scene."""
+    assert hook.smoother.cuts == 1
+    assert torch.equal(hook.smoothed[cut][0], hook.raw[cut][0])
+    assert torch.equal(hook.smoothed[cut][1], hook.raw[cut][1])
+    assert not torch.equal(hook.smoothed[cut + 1][0], hook.raw[cut + 1][0])
+    new_scene, old_scene = hook.raw[cut][0], hook.smoothed[cut - 1][0]
+    assert (hook.smoothed[cut + 1][0] - new_scene).abs().sum() < (old_scene - new_scene).abs().sum()
+
+
 def test_a_scene_cut_resets_the_average(net: AdaINNet, style: dict, shared_media: Path) -> None:
     hook = Recorder(StatsSmoother(momentum=0.9))
     _run(net, _webcam_frames(_photo(shared_media, "chicago.jpg"), 15), hook, style)
     _run(net, _webcam_frames(_photo(shared_media, "golden_gate.jpg"), 3, seed=1), hook, style)
 
-    assert hook.smoother.cuts == 1
-    cut = 15  # the first frame of the new scene passes through unblended...
-    assert torch.equal(hook.smoothed[cut][0], hook.raw[cut][0])
-    assert torch.equal(hook.smoothed[cut][1], hook.raw[cut][1])
-    # ...and smoothing resumes from there, not from the old scene
-    assert not torch.equal(hook.smoothed[cut + 1][0], hook.raw[cut + 1][0])
-    new_scene, old_scene = hook.raw[cut][0], hook.smoothed[cut - 1][0]
-    assert (hook.smoothed[cut + 1][0] - new_scene).abs().sum() < (old_scene - new_scene).abs().sum()
+    _assert_one_cut_at(hook, 15)
 
 
 def test_a_jump_of_made_up_statistics_is_a_cut_that_resets_the_average() -> None:
@@ -129,15 +133,8 @@ def test_a_jump_of_made_up_statistics_is_a_cut_that_resets_the_average() -> None
     for level in [1.0] * 15 + [1.4] * 3:
         hook("relu4_1", *frame(level))
 
-    assert hook.smoother.cuts == 1
-    cut = 15  # the first frame of the new scene passes through unblended...
-    assert torch.equal(hook.smoothed[cut][0], hook.raw[cut][0])
-    assert torch.equal(hook.smoothed[cut][1], hook.raw[cut][1])
-    # ...and smoothing resumes from there, not from the old scene
-    assert not torch.equal(hook.smoothed[cut + 1][0], hook.raw[cut + 1][0])
-    new_scene, old_scene = hook.raw[cut][0], hook.smoothed[cut - 1][0]
-    assert (hook.smoothed[cut + 1][0] - new_scene).abs().sum() < (old_scene - new_scene).abs().sum()
-    assert not torch.equal(hook.smoothed[cut - 1][0], hook.raw[cut - 1][0])  # before the cut: averaged
+    _assert_one_cut_at(hook, 15)
+    assert not torch.equal(hook.smoothed[14][0], hook.raw[14][0])  # before the cut: averaged
 
 
 def test_reset_forgets_the_history() -> None:
