@@ -33,8 +33,9 @@ FORMAT = "adain-stream-train/1"
 CSV_FIELDS = ("step", "content", "style", "total", "lr", "it_per_s")
 
 
-def check_output(out: Path, model: str, resume: bool, overwrite: bool) -> dict | None:
-    """The saved state to resume from (``resume``), or None to start afresh in ``out``.
+def check_output(out: Path, model: str | None, resume: bool, overwrite: bool) -> dict | None:
+    """The saved state to resume from (``resume``), or None to start afresh in ``out``. ``model`` None
+    (with ``resume``): the checkpoint's own.
 
     Refuses, in one line each: a file where the folder should be; another model's checkpoint or
     files (training would mix two models in one folder); a checkpoint of this model without
@@ -44,6 +45,10 @@ def check_output(out: Path, model: str, resume: bool, overwrite: bool) -> dict |
     if out.exists() and not out.is_dir():
         raise StylizeError(f"--out {out} is a file; training writes a folder")
     state = read_state(out / STATE_FILE) if (out / STATE_FILE).is_file() else None
+    if model is None:
+        if state is None:
+            raise StylizeError(f"--resume: no checkpoint in {out} (no {STATE_FILE})")
+        model = state["model"]
     if state is not None and state["model"] != model:
         raise StylizeError(
             f"--out {out} holds a training checkpoint of model '{state['model']}' (step {state['step']}), "

@@ -122,10 +122,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, option) is not None:
             given[field] = str(Path(getattr(args, option)).resolve())
     out = Path(args.out)
-    model = given.get("model")
-    if args.resume and model is None:
-        model = _saved_model(out)
-    state = check_output(out, model or TrainConfig.model, args.resume, args.overwrite)
+    model = given.get("model") or (None if args.resume else TrainConfig.model)  # None: the checkpoint's
+    state = check_output(out, model, args.resume, args.overwrite)
     config = TrainConfig.from_dict(state["config"]).resumed(given) if state else TrainConfig(**given)
     config.check()
     content = _images(config.content_dir, "--content")
@@ -167,13 +165,6 @@ def run(args: argparse.Namespace) -> int:
 def _exit_code(stopped_by: int | None) -> int:
     """0, or 128 + the signal, as a shell reports a process that a signal ended (130 Ctrl-C, 143 SIGTERM)."""
     return 0 if stopped_by is None else 128 + int(stopped_by)
-
-
-def _saved_model(out: Path) -> str | None:
-    """The model a checkpoint in ``out`` trains, so ``--resume`` needs no --model."""
-    from engines.training.checkpoint import STATE_FILE, read_state
-
-    return read_state(out / STATE_FILE)["model"] if (out / STATE_FILE).is_file() else None
 
 
 def _images(folder: str, option: str) -> list[Path]:
