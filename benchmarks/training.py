@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.machine import GPU_FP16_PEAKS
 from engines.errors import StylizeError
-from engines.models.adain_vgg import ENCODER_CONVS, AdaINNet, mirror_widths
+from engines.models.adain_vgg import ENCODER_CONVS, PAPER_ENCODER_WIDTHS, AdaINNet, mirror_widths
 from engines.training.distributed import Processes
 from engines.training.loop import TrainConfig, Trainer
 from engines.training.losses import DecoderLoss
@@ -34,8 +34,8 @@ from engines.weights import load_encoder
 
 #: encoder widths when the model's encoder file is not here
 WIDTHS = {
-    "adain": (64, 64, 128, 128, 256, 256, 256, 256, 512),
-    "adain-cd16x": (16, 16, 32, 32, 64, 64, 64, 64, 128),
+    "adain": PAPER_ENCODER_WIDTHS,
+    "adain-cd16x": tuple(w // 4 for w in PAPER_ENCODER_WIDTHS),
 }
 
 
@@ -51,7 +51,8 @@ def network(name: str) -> tuple[AdaINNet, str]:
 def flops_per_iteration(net: AdaINNet, batch: int, size: int) -> int:
     """Convolution FLOPs of one training iteration (forward and backward), counted on meta tensors."""
     widths = tuple(net.encoder[i].out_channels for i in ENCODER_CONVS)
-    meta = AdaINNet(widths, mirror_widths(widths)).to("meta")
+    with torch.device("meta"):  # shapes only: no weights are made
+        meta = AdaINNet(widths, mirror_widths(widths))
     images = torch.empty(batch, 3, size, size, device="meta")
     with FlopCounterMode(display=False) as counter:
         loss_c, loss_s = DecoderLoss(meta)(images, images)
