@@ -70,11 +70,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engines.stylizer import target_size
     from stream.gpu_stage import GpuStage
+    from stream.jobs.plan import plan_video
     from stream.pipeline import Pipeline
     from stream.progress import ProgressSink
-    from stream.video_sink import VideoFileSink, choose_codec, even_size_needed
+    from stream.video_sink import VideoFileSink
     from stream.video_source import VideoFileSource
 
     if convert_many.is_job(args):  # many inputs, an output folder, or workers: a resumable job
@@ -84,35 +84,18 @@ def run(args: argparse.Namespace) -> int:
     check_video_output(output, args.overwrite, args.input)
     if args.batch < 1:
         raise StylizeError(f"--batch must be at least 1, got {args.batch}")
-    codec = choose_codec(output, args.codec)
-    with VideoFileSource(args.input) as probe:  # fail on a bad input before loading any model
-        if probe.still_image:
-            raise StylizeError(
-                f"{Path(args.input).name} is a still image; stylize pictures with `stylize image`"
-            )
-        h, w = target_size(probe.height, probe.width, args.size, args.max_side)
-        fps, time_base, total, has_audio = probe.fps, probe.time_base, probe.frame_count, probe.has_audio
-        if probe.rotation:
-            log.info("%s: display rotation %d° applied", args.input, probe.rotation)
-    if even_size_needed(codec, w, h):
-        if (h, w) == (probe.height, probe.width):  # not when --size/--max-side changed it anyway
-            log.warning(
-                "%s is %d×%d; %s needs even sides, so the output is %d×%d (--codec libvpx-vp9 keeps it)",
-                args.input, w, h, codec, w - w % 2, h - h % 2,
-            )  # fmt: skip
-        h, w = max(2, h - h % 2), max(2, w - w % 2)
-    limit = None
-    if args.duration is not None:
-        limit = max(1, round(args.duration * fps))
-    if args.frames is not None:
-        limit = min(limit or args.frames, args.frames)
-    total = min(total, limit) if total and limit else (limit or total)
+    plan = plan_video(  # fails on a bad input before any model loads
+        Path(args.input), output, codec=args.codec, crf=args.crf, size=args.size, max_side=args.max_side,
+        duration=args.duration, frames=args.frames, audio=not args.no_audio,
+    )  # fmt: skip
+    for note in plan.notes:
+        log.warning("%s", note)
+    h, w, limit, total = plan.height, plan.width, plan.limit, plan.frames
 
     # The output opens before the model loads: container, codec, size, audio and folder fail fast.
     sink = VideoFileSink(
-        output, width=w, height=h, fps=fps, time_base=time_base, codec=codec, crf=args.crf,
-        audio_from=args.input if has_audio and not args.no_audio else None, whole_audio=limit is None,
-        overwrite=args.overwrite,
+        output, width=w, height=h, fps=plan.fps, time_base=plan.time_base, codec=plan.codec, crf=plan.crf,
+        audio_from=args.input if plan.audio else None, whole_audio=plan.whole_audio, overwrite=args.overwrite,
     )  # fmt: skip
     try:
         for source_codec, new_codec in sink.audio_reencoded:

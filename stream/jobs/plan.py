@@ -124,8 +124,8 @@ def plan_video(
             log.info("%s: display rotation %d° applied", source, probe.rotation)
     if even_size_needed(codec, w, h):
         if (h, w) == (probe.height, probe.width):
-            notes.append(f"{source.name} is {w}×{h}; {codec} needs even sides, so the output is "
-                         f"{w - w % 2}×{h - h % 2}")  # fmt: skip
+            notes.append(f"{source} is {w}×{h}; {codec} needs even sides, so the output is "
+                         f"{w - w % 2}×{h - h % 2} (--codec libvpx-vp9 keeps it)")  # fmt: skip
         h, w = max(2, h - h % 2), max(2, w - w % 2)
     limit = max(1, round(duration * probe.fps)) if duration is not None else None
     if frames is not None:
