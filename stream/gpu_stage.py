@@ -66,9 +66,21 @@ class GpuStage:
         self._in_flight: list[_Slot] = []
 
     def __call__(self, frames: list[Frame]) -> list[Frame]:
+        self.launch(frames)
+        return self.ready()
+
+    def launch(self, frames: list[Frame]) -> None:
+        """Start a batch. If this raises, nothing was put in flight and the batches there are untouched
+        (on CUDA, what the failed launch had queued only feeds its own result, which nobody collects)."""
+        shape = (len(frames), *frames[0].image.shape)
         slot = self._take_slot(frames)
         self._launch(slot)
+        # the ring moves on only now: a failed launch's slot is reused, never one still in flight
+        self._next[shape] = (self._next[shape] + 1) % len(self._buffers[shape])
         self._in_flight.append(slot)
+
+    def ready(self) -> list[Frame]:
+        """The results of the oldest batches, leaving ``depth - 1`` in flight."""
         done = []
         while len(self._in_flight) >= self.depth:
             done += self._finish(self._in_flight.pop(0))
@@ -96,9 +108,7 @@ class GpuStage:
                 for _ in range(self.depth + 1)  # +1: the slot being filled never aliases one in flight
             ]
             self._next[shape] = 0
-        i = self._next[shape]
-        self._next[shape] = (i + 1) % len(self._buffers[shape])
-        slot = self._buffers[shape][i]
+        slot = self._buffers[shape][self._next[shape]]
         if slot.uploaded is not None:
             slot.uploaded.synchronize()  # its previous upload has left host_in
         for k, f in enumerate(frames):

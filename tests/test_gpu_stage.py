@@ -147,3 +147,24 @@ def test_smoothing_toggle_is_disabled_where_the_engine_has_no_hook(model, styles
     controls.toggle_smoothing()
     assert not controls.snapshot().smoothing  # the overlay does not claim smoothing it cannot do
     assert live([frames[0]])[0].image.shape == frames[0].image.shape
+
+
+def test_a_failed_launch_leaves_the_batches_in_flight_alone():
+    class Engine:
+        backend, model_name, precision, multiple = "stub", "stub", "fp32", 8
+        supports_content_hook, content_hook, device = False, None, torch.device("cpu")
+
+        def run(self, content, stats, alpha):
+            if (content[:, :, 0, 0] == 1).all():  # a white frame: this engine fails on it
+                raise RuntimeError("engine failure")
+            return content
+
+    stage = GpuStage(Stylizer(Engine(), {}), depth=2)
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert stage([Frame(image, 0)]) == []  # in flight
+    for i in (1, 2):  # as many failures as the ring has free slots
+        with pytest.raises(RuntimeError):
+            stage([Frame(np.full_like(image, 255), i)])
+    out = stage([Frame(image + 7, 3)]) + stage.flush()
+    assert [f.index for f in out] == [0, 3]  # frame 0's slot was not reused by frame 3
+    assert [int(f.image[0, 0, 0]) for f in out] == [0, 7]

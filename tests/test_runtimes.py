@@ -104,3 +104,20 @@ def test_cuda_graph_and_compile_together_are_refused():
 
     with pytest.raises(StylizeError, match="alternatives: choose one"):
         make_engine("torch", MicroAST(), device="cpu", cuda_graph=True, compile=True)
+
+
+def test_device_stats_keeps_recent_styles_converted():
+    from engines.runtimes.base import DeviceStats
+
+    def style():
+        return {"mean": torch.rand(1, 8, 1, 1, dtype=torch.float64)}
+
+    device_stats = DeviceStats(torch.device("cpu"))
+    a, b = style(), style()
+    first_a, first_b = device_stats(a), device_stats(b)
+    for _ in range(3):  # two clients on different styles, alternating: each converted once
+        assert device_stats(a) is first_a and device_stats(b) is first_b
+    assert first_a["mean"].dtype == torch.float32
+    for _ in range(7):  # seven more styles after b: a is the least recently used and goes
+        device_stats(style())
+    assert device_stats(b) is first_b and device_stats(a) is not first_a

@@ -38,6 +38,7 @@ from stream.serve.security import (  # noqa: E402
     is_loopback,
     resolve_token,
 )
+from stream.serve.session import ClientSession, ClientSettings  # noqa: E402
 from stream.serve.shared_stage import SharedStage  # noqa: E402
 
 TOKEN = "a-test-token-of-24-chars"
@@ -71,13 +72,17 @@ def png(colour, size=(48, 64)) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
 
 
-@contextlib.asynccontextmanager
-async def serving(token: str | None = None, hook: bool = False, **options):
-    bank = StyleBank(StubModel(), style_size=32, cache_dir=False)
-    gallery = Gallery(bank)
+def stub_gallery() -> Gallery:
+    gallery = Gallery(StyleBank(StubModel(), style_size=32, cache_dir=False))
     for name, colour in (("red", RED), ("blue", BLUE)):
         data = png(colour)
         gallery.add_image(name, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), data, False)
+    return gallery
+
+
+@contextlib.asynccontextmanager
+async def serving(token: str | None = None, hook: bool = False, **options):
+    gallery = stub_gallery()
     stage = SharedStage(Stylizer(StubEngine(hook), gallery.first().stats))
     server = StyleServer(stage, gallery, ServeOptions(port=0, token=token, **options))
     await server.start()
@@ -347,6 +352,43 @@ def test_a_client_that_vanishes_is_dropped_after_the_idle_timeout():
             await client.close()
 
     asyncio.run(scenario())
+
+
+def test_only_the_frames_that_reach_the_stage_are_converted():
+    gallery = stub_gallery()
+    engine = StubEngine()
+    run = engine.run
+
+    def slow_run(*args):
+        time.sleep(0.03)  # slower than the camera below: the live pipeline drops stale frames
+        return run(*args)
+
+    engine.run = slow_run
+    stage = SharedStage(Stylizer(engine, gallery.first().stats))
+    submitted, converted = [], []
+    submit = stage.submit
+
+    def counting_submit(settings, frames, cancelled):
+        submitted.extend(frames)
+        return submit(settings, frames, cancelled)
+
+    def convert(raw):
+        converted.append(raw)
+        return raw, None, None
+
+    stage.submit = counting_submit
+    settings = ClientSettings(gallery.first().id, alpha=1.0, preserve_color=False, smoothing=False)
+    session = ClientSession("client", stage, gallery, settings, convert)
+    session.start()
+    for _ in range(40):
+        session.mailbox.put(np.zeros((48, 64, 3), np.uint8))
+        time.sleep(0.005)
+    time.sleep(0.2)
+    session.close()
+    stage.close()
+    assert session.pipeline.stats().dropped > 0  # the live pipeline dropped stale frames on the way...
+    assert len(converted) == len(submitted) > 0  # ...and converted none of them
+    assert session.output.written > 0 and session.error is None
 
 
 def test_clients_beyond_the_limit_are_refused():

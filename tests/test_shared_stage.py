@@ -131,3 +131,50 @@ def test_close_wakes_a_waiting_client():
     t.join(10)
     closer.join(10)
     assert not t.is_alive() and errors
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_request_that_fails_to_launch_fails_alone(depth):
+    engine = ColourEngine()
+    run = engine.run
+    first = threading.Event()
+    release = threading.Event()
+
+    def run_or_fail(content, stats, alpha):
+        if content.shape[-1] == 16:  # the bad client's frame size
+            raise RuntimeError("engine failure")
+        if not first.is_set():
+            first.set()
+            release.wait(5)  # hold the good client's first launch until the bad request waits behind it
+        return run(content, stats, alpha)
+
+    engine.run = run_or_fail
+    stage = SharedStage(Stylizer(engine, colour((0, 0, 0)).stats), depth=depth)
+    good: list[Frame] = []
+    errors: list[BaseException] = []
+
+    def good_client() -> None:
+        for i in range(10):
+            good.extend(stage.submit(colour((1, 0, 0)), [frame(i)]))
+
+    def bad_client() -> None:
+        for i in range(5):
+            try:
+                stage.submit(colour((0, 0, 1)), [frame(i, shape=(24, 16))])
+            except RuntimeError as e:
+                errors.append(e)
+
+    threads = [threading.Thread(target=good_client), threading.Thread(target=bad_client)]
+    threads[0].start()
+    assert first.wait(5)
+    threads[1].start()
+    deadline = time.monotonic() + 5
+    while stage.pending() < 2 and time.monotonic() < deadline:  # good in flight, bad queued
+        time.sleep(0.01)
+    release.set()
+    for t in threads:
+        t.join(10)
+    stage.close()
+    assert [f.index for f in good] == list(range(10))  # the good client lost nothing
+    assert all(np.array_equal(f.image[0, 0], (0, 0, 255)) for f in good)
+    assert len(errors) == 5 and stage.pending() == 0

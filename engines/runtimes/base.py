@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -51,20 +52,28 @@ class GraphEngine:
 
 
 class DeviceStats:
-    """A style's statistics as contiguous float32 tensors on a device, converted once per style.
+    """Styles' statistics as contiguous float32 tensors on a device, converted once per style.
 
-    Engines call this every frame; only a different stats dict (another style, a new mix) costs a
-    copy. Styles are never mutated in place (:class:`engines.styles.Style` is frozen, mixing makes a
-    new dict), so identity is the right test; the source dict is held so its id cannot be reused.
+    Engines call this every frame. The last ``capacity`` styles stay converted (least recently used
+    evicted): ``serve``'s shared stage alternates between its clients' styles, and ``live`` switches
+    back and forth, and re-converting from pageable host memory would sync the GPU on every launch.
+    Styles are never mutated in place (:class:`engines.styles.Style` is frozen, mixing makes a new
+    dict), so identity is the right test; each entry holds its source dict so its id cannot be reused.
     """
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, capacity: int = 8):
         self.device = device
-        self._source: StyleStats | None = None
-        self._converted: StyleStats = {}
+        self.capacity = capacity
+        # id(source) → (source, on device); oldest first
+        self._cache: OrderedDict[int, tuple[StyleStats, StyleStats]] = OrderedDict()
 
     def __call__(self, stats: StyleStats) -> StyleStats:
-        if stats is not self._source:
-            self._converted = {k: v.to(self.device, torch.float32).contiguous() for k, v in stats.items()}
-            self._source = stats
-        return self._converted
+        key = id(stats)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key][1]
+        converted = {k: v.to(self.device, torch.float32).contiguous() for k, v in stats.items()}
+        self._cache[key] = (stats, converted)
+        if len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return converted

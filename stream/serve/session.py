@@ -1,10 +1,11 @@
 """One browser client: its settings, and a live pipeline from its camera through the shared stage to it.
 
 The WebRTC side (asyncio) and the pipeline (threads) meet in two one-frame slots: the camera's
-newest frame waits in a :class:`FrameMailbox` (a newer one replaces it unconverted: a frame that will
-never be stylized is never converted either), and the newest stylized frame waits in an
-:class:`OutputSlot` for the outgoing track. Between them the pipeline's live policy drops whatever
-is stale, so a client's latency stays at about one frame per stage however slow the server is.
+newest frame waits in a :class:`FrameMailbox` (a newer one replaces it), and the newest stylized
+frame waits in an :class:`OutputSlot` for the outgoing track. Between them the pipeline's live policy
+drops whatever is stale, so a client's latency stays at about one frame per stage however slow the
+server is. Frames travel unconverted (the network's YUV) until :meth:`ClientSession._process` hands
+one to the shared stage: a frame that will never be stylized is never converted either.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ Convert = Callable[[object], tuple[np.ndarray, int | None, object]]
 
 
 class FrameMailbox:
-    """A :class:`stream.frames.Source` holding only the newest camera frame; :meth:`put` never blocks."""
+    """A :class:`stream.frames.Source` holding only the newest camera frame; :meth:`put` never blocks.
 
-    def __init__(self, convert: Convert) -> None:
-        self._convert = convert
+    Its frames carry the network's frame as their ``image``, unconverted (:meth:`ClientSession._process`
+    converts the ones that reach the shared stage).
+    """
+
+    def __init__(self) -> None:
         self._item: tuple[object, float] | None = None
         self._cond = threading.Condition()
         self._closed = False
@@ -65,8 +69,7 @@ class FrameMailbox:
                     return
                 raw, arrived_at = self._item
                 self._item = None
-            image, pts, time_base = self._convert(raw)
-            yield Frame(image, index, pts=pts, time_base=time_base, captured_at=arrived_at)
+            yield Frame(raw, index, captured_at=arrived_at)  # type: ignore[arg-type]  # see the class
             index += 1
 
     def close(self) -> None:
@@ -183,7 +186,8 @@ class ClientSession:
         self._lock = threading.Lock()
         self._smoother = StatsSmoother()
         self._smoothing_on = False
-        self.mailbox = FrameMailbox(convert)
+        self._convert = convert
+        self.mailbox = FrameMailbox()
         self.output = OutputSlot()
         self.pipeline = Pipeline(self.mailbox, self._process, [self.output], policy="live")
         self.size: tuple[int, int] | None = None  # (width, height) being stylized
@@ -242,7 +246,12 @@ class ClientSession:
             self._closed.set()
 
     def _process(self, frames: list[Frame]) -> list[Frame]:
-        """The pipeline's process stage: this client's settings, then the shared stage."""
+        """The pipeline's process stage: this client's settings, then the shared stage.
+
+        The frames the live pipeline kept are converted here, not at capture: the ones it dropped as
+        stale on the way cost nothing.
+        """
+        frames = [self._converted(f) for f in frames]
         settings = self.settings
         style = self.gallery.get(settings.style_id) or self.gallery.first()
         if settings.smoothing and not self._smoothing_on:
@@ -259,6 +268,10 @@ class ClientSession:
             hook=self._smoother if settings.smoothing else None,
         )
         return self.stage.submit(stage_settings, frames, cancelled=self._closed.is_set)
+
+    def _converted(self, frame: Frame) -> Frame:
+        image, pts, time_base = self._convert(frame.image)
+        return replace(frame, image=image, pts=pts, time_base=time_base)
 
     # -- state -------------------------------------------------------------------------------------
 

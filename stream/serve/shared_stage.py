@@ -124,11 +124,9 @@ class SharedStage:
                     self._deliver(self.stage.flush())
                 elif request.cancelled():
                     request.finish(StageClosed("the client went away"))
-                else:
-                    self._apply(request.settings)
-                    self._in_flight.append(request)
-                    self._deliver(self.stage(request.frames))
-            except BaseException as e:  # the engine failed: every request in flight gets the error
+                elif self._launch(request):
+                    self._deliver(self.stage.ready())
+            except BaseException as e:  # collecting results failed: nobody knows whose, all in flight fail
                 log.warning("stylizing failed: %s", e)
                 self._fail_in_flight(e)
                 self.stage = GpuStage(self.stylizer, depth=self.depth)  # no half-finished slots kept
@@ -137,6 +135,25 @@ class SharedStage:
             for request in self._queue:
                 request.finish(StageClosed("the server is shutting down"))
             self._queue.clear()
+
+    def _launch(self, request: _Request) -> bool:
+        """Start ``request`` on the stage; False when that failed, which fails this request alone.
+
+        A launch that raises (this client's frame size, settings, or the engine on them) puts nothing
+        in flight, so the other clients' requests already there go on. Errors that surface later, when
+        a result is collected (an asynchronous CUDA error), cannot be traced to a request: ``_work``
+        fails every request in flight then.
+        """
+        self._in_flight.append(request)
+        try:
+            self._apply(request.settings)
+            self.stage.launch(request.frames)
+        except Exception as e:
+            log.warning("stylizing failed: %s", e)
+            self._in_flight.pop()
+            request.finish(e)
+            return False
+        return True
 
     def _apply(self, settings: StageSettings) -> None:
         """A client's settings on the shared stylizer; read by the launch that follows, on this thread."""

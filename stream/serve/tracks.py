@@ -19,7 +19,7 @@ _CLOCK = fractions.Fraction(1, 90_000)
 
 
 def convert_frame(frame: av.VideoFrame):
-    """A decoded WebRTC frame → (H×W×3 uint8 BGR, pts, time_base); runs on the pipeline's capture thread."""
+    """A decoded WebRTC frame → (H×W×3 uint8 BGR, pts, time_base); runs on the pipeline's process thread."""
     return frame.to_ndarray(format="bgr24"), frame.pts, frame.time_base
 
 
