@@ -100,6 +100,39 @@ def test_segments_joined_equal_the_file_converted_in_one_piece(
     assert not job.manifest(state).work_dir("clip.mp4").exists()  # joined, then removed
 
 
+def test_segments_all_finished_before_a_stop_are_joined_on_the_re_run(
+    make_clip, model_args, one_thread, same_video, tmp_path
+):
+    """Ctrl-C after the last segment but before the join: the re-run has no task left, yet joins them."""
+    from stream.jobs.report import summary
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, gop=5)
+    whole = tmp_path / "whole.mp4"
+    assert main(["convert", str(clip), str(whole), *model_args]) == 0
+    output = tmp_path / "out" / "clip.mp4"
+    worker = _worker(model_args)
+
+    job = _job(clip, output, model_args)
+    job.plan_tasks(segment_seconds=0.5)
+
+    def stop(state):
+        raise KeyboardInterrupt
+
+    job.join = stop
+    with pytest.raises(KeyboardInterrupt):
+        run_here(job, worker, JobProgress(job, enabled=False))
+    assert len(job.files["clip.mp4"].parts) == 4 and not output.exists()
+
+    again = _job(clip, output, model_args)
+    assert again.plan_tasks(segment_seconds=0.5) == []
+    assert "not finished" in summary(again, 0.0, 0)  # not "converted" before it is joined
+    run_here(again, worker, JobProgress(again, enabled=False))
+    state = again.files["clip.mp4"]
+    assert state.status == "done", state.reason
+    same_video(whole, output)
+    assert "converted (4 segments)" in summary(again, 1.0, 1)
+
+
 def test_warmup_frames_go_through_the_stage_and_are_dropped(make_clip, model_args, tmp_path):
     """A stateful stage sees the frames before each segment; the output has each frame once."""
     clip = make_clip(tmp_path / "clip.mp4", frames=30, gop=5)

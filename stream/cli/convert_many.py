@@ -150,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
                     raise StylizeError(worker.error)
                 workers = 1
                 run_here(job, worker, progress)
+            else:  # nothing to convert; segments finished before may still need their join (no worker)
+                job.join_ready()
     except KeyboardInterrupt:
         progress.close()
         finished = job.count("done") + job.count("skipped")

@@ -225,6 +225,9 @@ class RayPool:
                     on_submit(task, self.infos[a])
 
         try:
+            feed()
+            job.join_ready()  # segments all finished before this run: joined while the actors work
+            progress.files()
             while pending or running:
                 feed()
                 if not running:
