@@ -255,6 +255,27 @@ def test_an_interrupted_job_keeps_what_was_finished(make_clip, model_args, tmp_p
     assert [t.key for t in tasks] == ["b.mp4"] and again.files["a.mp4"].status == "skipped"
 
 
+def test_an_existing_output_is_refused_without_hashing_it(make_clip, tmp_path, monkeypatch):
+    """The reason says 'other settings' for our own output only; telling needs no read of the file."""
+    from stream.jobs import manifest
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=5)
+    output = tmp_path / "out" / "clip.mp4"
+    output.parent.mkdir()
+    output.write_bytes(b"converted before")
+    digest = manifest.file_digest(output)
+    monkeypatch.setattr(manifest, "file_digest", lambda path: pytest.fail(f"{path} was hashed"))
+    for settings, size, other in (("old", digest["size"], True), ("new", digest["size"] + 1, False)):
+        record = {"input": manifest.input_identity(clip), "settings": settings, "status": "done",
+                  "output": {**digest, "size": size}}  # fmt: skip
+        manifest.Manifest(output.parent).put(output.name, record)
+        job = _job(clip, output, [])
+        job.settings = "new"
+        assert job.plan_tasks() == []
+        reason = job.files[output.name].reason
+        assert "output file already exists" in reason and ("other settings" in reason) == other
+
+
 # --- the command line's paths -------------------------------------------------------------------
 
 

@@ -103,7 +103,9 @@ class Job:
                 state.status, state.frames = "skipped", entry.get("frames", 0)
                 continue
             if state.output.exists() and not self.overwrite:  # refused: its record stays as it was
-                made_here = matches(entry.get("output"), state.output)
+                # only the wording: the recorded size tells our own output apart without hashing it
+                recorded = entry.get("output") or {}
+                made_here = not same and recorded.get("size") == state.output.stat().st_size
                 why = ", made with other settings or from another version of the input," if made_here else ""
                 reason = f"output file already exists: {state.output}{why} (use --overwrite to replace it)"
                 self._fail(state, reason, record=False)
