@@ -136,8 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
                 with RayPool(
                     make_stylizer, workers=args.workers, address=args.ray, device=args.device,
-                    make_process=process_factory(args), batch=args.batch, retries=args.retries,
-                    verbose=args.verbose,
+                    batch=args.batch, retries=args.retries, verbose=args.verbose,
                 ) as pool:  # fmt: skip
                     workers = len(pool.actors)
                     pool.run(job, progress)
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                 from stream.jobs.job import run_here
                 from stream.jobs.worker import ConvertWorker
 
-                worker = ConvertWorker(make_stylizer, process_factory(args), name="here", batch=args.batch)
+                worker = ConvertWorker(make_stylizer, name="here", batch=args.batch)
                 if worker.error:
                     raise StylizeError(worker.error)
                 workers = 1
@@ -213,22 +212,9 @@ def load_stylizer(args: argparse.Namespace, resolution: tuple[int, int] | None) 
     return stylizer, engine
 
 
-def stateful(args: argparse.Namespace) -> bool:
-    """Whether the processing keeps state from frame to frame (``--temporal``)."""
-    return bool(getattr(args, "temporal", False))
-
-
 def warmup_frames(args: argparse.Namespace) -> int:
-    return WARMUP_FRAMES if stateful(args) else 0
-
-
-def process_factory(args: argparse.Namespace):
-    """``make_process(stylizer)`` for each task; None: the plain GPU stage.
-
-    A stateful stage belongs here (a fresh one per task, so its state restarts at each segment, after
-    ``warmup_frames`` frames of warm-up); a stateful Stylizer is reset at each task instead.
-    """
-    return None
+    """Only ``--temporal`` keeps state from frame to frame; the worker resets it at each segment."""
+    return WARMUP_FRAMES if args.temporal else 0
 
 
 @contextlib.contextmanager
