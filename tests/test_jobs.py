@@ -276,6 +276,24 @@ def test_an_existing_output_is_refused_without_hashing_it(make_clip, tmp_path, m
         assert "output file already exists" in reason and ("other settings" in reason) == other
 
 
+def test_weights_retrained_into_the_same_folder_are_other_settings(tiny_weights, style_image, tmp_path):
+    """A re-run after retraining must redo the files: the weights count by contents, not by path."""
+    import shutil
+
+    from stream.cli.convert_many import fingerprint
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights / "adain-cd16x", folder)
+    args = _arguments(["--model", "adain-cd16x", "--weights", str(folder), "--style", str(style_image)])
+    before = fingerprint(args)
+    shutil.copytree(folder, tmp_path / "moved")
+    assert fingerprint(_arguments(["--model", "adain-cd16x", "--weights", str(tmp_path / "moved"),
+                                   "--style", str(style_image)])) == before  # fmt: skip
+    with open(folder / "4SD.pth", "ab") as f:  # only hashed here, never loaded
+        f.write(b"retrained")
+    assert fingerprint(args) != before
+
+
 # --- the command line's paths -------------------------------------------------------------------
 
 

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     targets = [output_for(s, out) for s in sources] if args.folder else [out]
     _check_targets(sources, targets)
-    settings = fingerprint(args)  # reads the style images: a missing one fails before any work
+    settings = fingerprint(args)  # reads the weights and the styles: a missing one fails before any work
 
     plans = []
     for source, target in zip(sources, targets, strict=True):
@@ -188,14 +188,19 @@ def _check_targets(sources: list[Path], targets: list[Path]) -> None:
 def fingerprint(args: argparse.Namespace) -> str:
     """What the output's pixels depend on, hashed: a re-run with other settings redoes every file.
 
+    The weights count by their contents, as this machine resolves them (downloaded now if need be):
+    retrained into the same folder, they make other pixels; the same files moved elsewhere, the same.
     The device is left out on purpose: resuming on other hardware is the same conversion.
     """
+    from engines.weights import files_fingerprint, resolve
     from stream.images import read_image_bytes
 
-    names = ("model", "weights", "style_weights", "style_size", "alpha", "preserve_color", "size",
+    names = ("model", "style_weights", "style_size", "alpha", "preserve_color", "size",
              "max_side", "backend", "precision", "codec", "crf", "no_audio", "duration", "frames",
              "temporal")  # fmt: skip
     fields = {name: getattr(args, name, None) for name in names}
+    paths = resolve(args.model, args.weights, download=not args.no_download, progress=show_progress(args))
+    fields["weights"] = files_fingerprint(paths)
     fields["styles"] = [hashlib.sha256(read_image_bytes(p)).hexdigest() for p in args.style]
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
