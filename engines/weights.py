@@ -243,6 +243,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def files_fingerprint(paths: dict[str, Path]) -> str:
+    """The identity of a model's files: their names and contents hashed (``model.fingerprint``)."""
+    h = hashlib.sha256()
+    for p in paths.values():
+        h.update(f"{p.name}:{sha256_file(p)}".encode())
+    return h.hexdigest()[:16]
+
+
 def download_file(f: WeightFile, dest: Path, progress: bool | None = None, timeout: float = 30.0) -> None:
     """Download ``f`` to ``dest`` atomically: temp file in the same folder, verify, then rename."""
     from tqdm import tqdm
@@ -324,10 +332,7 @@ def load_model(
         model = spec_for(name).build(sds)
     except StylizeError as e:
         raise StylizeError(f"model '{name}' from {next(iter(paths.values())).parent}: {e}") from None
-    h = hashlib.sha256()
-    for p in paths.values():
-        h.update(f"{p.name}:{sha256_file(p)}".encode())
-    model.fingerprint = h.hexdigest()[:16]
+    model.fingerprint = files_fingerprint(paths)
     return model.requires_grad_(False)
 
 

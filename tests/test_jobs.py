@@ -100,6 +100,39 @@ def test_segments_joined_equal_the_file_converted_in_one_piece(
     assert not job.manifest(state).work_dir("clip.mp4").exists()  # joined, then removed
 
 
+def test_segments_all_finished_before_a_stop_are_joined_on_the_re_run(
+    make_clip, model_args, one_thread, same_video, tmp_path
+):
+    """Ctrl-C after the last segment but before the join: the re-run has no task left, yet joins them."""
+    from stream.jobs.report import summary
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, gop=5)
+    whole = tmp_path / "whole.mp4"
+    assert main(["convert", str(clip), str(whole), *model_args]) == 0
+    output = tmp_path / "out" / "clip.mp4"
+    worker = _worker(model_args)
+
+    job = _job(clip, output, model_args)
+    job.plan_tasks(segment_seconds=0.5)
+
+    def stop(state):
+        raise KeyboardInterrupt
+
+    job.join = stop
+    with pytest.raises(KeyboardInterrupt):
+        run_here(job, worker, JobProgress(job, enabled=False))
+    assert len(job.files["clip.mp4"].parts) == 4 and not output.exists()
+
+    again = _job(clip, output, model_args)
+    assert again.plan_tasks(segment_seconds=0.5) == []
+    assert "not finished" in summary(again, 0.0, 0)  # not "converted" before it is joined
+    run_here(again, worker, JobProgress(again, enabled=False))
+    state = again.files["clip.mp4"]
+    assert state.status == "done", state.reason
+    same_video(whole, output)
+    assert "converted (4 segments)" in summary(again, 1.0, 1)
+
+
 def test_warmup_frames_go_through_the_stage_and_are_dropped(make_clip, model_args, tmp_path):
     """A stateful stage sees the frames before each segment; the output has each frame once."""
     clip = make_clip(tmp_path / "clip.mp4", frames=30, gop=5)
@@ -220,6 +253,45 @@ def test_an_interrupted_job_keeps_what_was_finished(make_clip, model_args, tmp_p
     again = Job([(s, out / s.name, plan_video(s, out / s.name, crf=0)) for s in sources], "settings")
     tasks = again.plan_tasks()
     assert [t.key for t in tasks] == ["b.mp4"] and again.files["a.mp4"].status == "skipped"
+
+
+def test_an_existing_output_is_refused_without_hashing_it(make_clip, tmp_path, monkeypatch):
+    """The reason says 'other settings' for our own output only; telling needs no read of the file."""
+    from stream.jobs import manifest
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=5)
+    output = tmp_path / "out" / "clip.mp4"
+    output.parent.mkdir()
+    output.write_bytes(b"converted before")
+    digest = manifest.file_digest(output)
+    monkeypatch.setattr(manifest, "file_digest", lambda path: pytest.fail(f"{path} was hashed"))
+    for settings, size, other in (("old", digest["size"], True), ("new", digest["size"] + 1, False)):
+        record = {"input": manifest.input_identity(clip), "settings": settings, "status": "done",
+                  "output": {**digest, "size": size}}  # fmt: skip
+        manifest.Manifest(output.parent).put(output.name, record)
+        job = _job(clip, output, [])
+        job.settings = "new"
+        assert job.plan_tasks() == []
+        reason = job.files[output.name].reason
+        assert "output file already exists" in reason and ("other settings" in reason) == other
+
+
+def test_weights_retrained_into_the_same_folder_are_other_settings(tiny_weights, style_image, tmp_path):
+    """A re-run after retraining must redo the files: the weights count by contents, not by path."""
+    import shutil
+
+    from stream.cli.convert_many import fingerprint
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights / "adain-cd16x", folder)
+    args = _arguments(["--model", "adain-cd16x", "--weights", str(folder), "--style", str(style_image)])
+    before = fingerprint(args)
+    shutil.copytree(folder, tmp_path / "moved")
+    assert fingerprint(_arguments(["--model", "adain-cd16x", "--weights", str(tmp_path / "moved"),
+                                   "--style", str(style_image)])) == before  # fmt: skip
+    with open(folder / "4SD.pth", "ab") as f:  # only hashed here, never loaded
+        f.write(b"retrained")
+    assert fingerprint(args) != before
 
 
 # --- the command line's paths -------------------------------------------------------------------

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     targets = [output_for(s, out) for s in sources] if args.folder else [out]
     _check_targets(sources, targets)
-    settings = fingerprint(args)  # reads the style images: a missing one fails before any work
+    settings = fingerprint(args)  # reads the weights and the styles: a missing one fails before any work
 
     plans = []
     for source, target in zip(sources, targets, strict=True):
@@ -136,8 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
                 with RayPool(
                     make_stylizer, workers=args.workers, address=args.ray, device=args.device,
-                    make_process=process_factory(args), batch=args.batch, retries=args.retries,
-                    verbose=args.verbose,
+                    batch=args.batch, retries=args.retries, verbose=args.verbose,
                 ) as pool:  # fmt: skip
                     workers = len(pool.actors)
                     pool.run(job, progress)
@@ -145,11 +144,13 @@ def run(args: argparse.Namespace) -> int:
                 from stream.jobs.job import run_here
                 from stream.jobs.worker import ConvertWorker
 
-                worker = ConvertWorker(make_stylizer, process_factory(args), name="here", batch=args.batch)
+                worker = ConvertWorker(make_stylizer, name="here", batch=args.batch)
                 if worker.error:
                     raise StylizeError(worker.error)
                 workers = 1
                 run_here(job, worker, progress)
+            else:  # nothing to convert; segments finished before may still need their join (no worker)
+                job.join_ready()
     except KeyboardInterrupt:
         progress.close()
         finished = job.count("done") + job.count("skipped")
@@ -187,14 +188,19 @@ def _check_targets(sources: list[Path], targets: list[Path]) -> None:
 def fingerprint(args: argparse.Namespace) -> str:
     """What the output's pixels depend on, hashed: a re-run with other settings redoes every file.
 
+    The weights count by their contents, as this machine resolves them (downloaded now if need be):
+    retrained into the same folder, they make other pixels; the same files moved elsewhere, the same.
     The device is left out on purpose: resuming on other hardware is the same conversion.
     """
+    from engines.weights import files_fingerprint, resolve
     from stream.images import read_image_bytes
 
-    names = ("model", "weights", "style_weights", "style_size", "alpha", "preserve_color", "size",
+    names = ("model", "style_weights", "style_size", "alpha", "preserve_color", "size",
              "max_side", "backend", "precision", "codec", "crf", "no_audio", "duration", "frames",
              "temporal")  # fmt: skip
     fields = {name: getattr(args, name, None) for name in names}
+    paths = resolve(args.model, args.weights, download=not args.no_download, progress=show_progress(args))
+    fields["weights"] = files_fingerprint(paths)
     fields["styles"] = [hashlib.sha256(read_image_bytes(p)).hexdigest() for p in args.style]
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -211,22 +217,9 @@ def load_stylizer(args: argparse.Namespace, resolution: tuple[int, int] | None) 
     return stylizer, engine
 
 
-def stateful(args: argparse.Namespace) -> bool:
-    """Whether the processing keeps state from frame to frame (``--temporal``)."""
-    return bool(getattr(args, "temporal", False))
-
-
 def warmup_frames(args: argparse.Namespace) -> int:
-    return WARMUP_FRAMES if stateful(args) else 0
-
-
-def process_factory(args: argparse.Namespace):
-    """``make_process(stylizer)`` for each task; None: the plain GPU stage.
-
-    A stateful stage belongs here (a fresh one per task, so its state restarts at each segment, after
-    ``warmup_frames`` frames of warm-up); a stateful Stylizer is reset at each task instead.
-    """
-    return None
+    """Only ``--temporal`` keeps state from frame to frame; the worker resets it at each segment."""
+    return WARMUP_FRAMES if args.temporal else 0
 
 
 @contextlib.contextmanager

@@ -3,7 +3,8 @@
 :meth:`Job.plan_tasks` decides, per file: already done (its output still matches the manifest:
 skipped), not convertible (its one-line reason; the other files go on), an existing output that is
 not this job's (refused, as ``stylize convert`` refuses it, unless ``overwrite``), or the tasks left
-to run: the whole file, or the segments not finished and verified yet. Runners hand each result to
+to run: the whole file, or the segments not finished and verified yet (none: the file only waits
+for its join, which the runners start first, :meth:`Job.join_ready`). Runners hand each result to
 :meth:`Job.record`, which writes the manifest at once, so a job stopped anywhere (Ctrl-C, a crash,
 a lost machine) loses at most the tasks that were running.
 """
@@ -73,6 +74,9 @@ class Job:
                 raise ValueError(f"two outputs named {state.key} in one job")
             self.files[state.key] = state
         self.tasks: list[Task] = []
+        #: files whose segments were all finished before this run (stopped before their join, or the
+        #: join failed): no task will call for their join, so the runners start it (:meth:`join_ready`)
+        self.ready: list[FileState] = []
 
     def manifest(self, state: FileState) -> Manifest:
         folder = state.output.parent
@@ -99,12 +103,17 @@ class Job:
                 state.status, state.frames = "skipped", entry.get("frames", 0)
                 continue
             if state.output.exists() and not self.overwrite:  # refused: its record stays as it was
-                made_here = matches(entry.get("output"), state.output)
+                # only the wording: the recorded size tells our own output apart without hashing it
+                recorded = entry.get("output") or {}
+                made_here = not same and recorded.get("size") == state.output.stat().st_size
                 why = ", made with other settings or from another version of the input," if made_here else ""
                 reason = f"output file already exists: {state.output}{why} (use --overwrite to replace it)"
                 self._fail(state, reason, record=False)
                 continue
-            self.tasks += self._file_tasks(state, entry if same else {}, segment_seconds, warmup)
+            tasks = self._file_tasks(state, entry if same else {}, segment_seconds, warmup)
+            if not tasks:
+                self.ready.append(state)
+            self.tasks += tasks
         return self.tasks
 
     def _file_tasks(self, state: FileState, entry: dict, seconds: float, warmup: int) -> list[Task]:
@@ -169,6 +178,11 @@ class Job:
     def fail(self, task: Task, reason: str) -> None:
         """The task cannot run (its workers kept dying): its file fails with ``reason``."""
         self.record(task, TaskResult(task.key, False, "", reason=reason))
+
+    def join_ready(self) -> None:
+        """Join the files whose segments were all finished before this run (see ``ready``)."""
+        while self.ready:
+            self.join(self.ready.pop(0))
 
     def join(self, state: FileState) -> None:
         """Join a file's finished segments into its output (no re-encoding) and record it done."""
@@ -244,6 +258,8 @@ class Job:
 
 def run_here(job: Job, worker: ConvertWorker, progress) -> None:
     """Run the job's tasks one after another in this process (no Ray); Ctrl-C propagates."""
+    job.join_ready()
+    progress.files()
     for task in job.tasks:
         if not job.wanted(task):
             continue

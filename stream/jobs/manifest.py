@@ -14,7 +14,6 @@ jobs writing different files into one folder do not erase each other's records.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from engines.atomic import write_atomic
+from engines.weights import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,8 @@ VERSION = 1
 
 
 def file_digest(path: Path) -> dict:
-    """``{"size": bytes, "sha256": hex}`` of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+    """``{"size": bytes, "sha256": hex}`` of a file."""
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def matches(record: dict | None, path: Path) -> bool:

@@ -120,7 +120,6 @@ class RayPool:
         workers: int | None = None,
         address: str | None = None,
         device: str = "auto",
-        make_process: Callable | None = None,
         batch: int = 1,
         retries: int = 2,
         verbose: bool = False,
@@ -128,7 +127,7 @@ class RayPool:
         if re.fullmatch(r"cuda:\d+", device):
             raise StylizeError(f"--device {device}: on Ray each worker gets its own GPU; use --device cuda")
         self.ray = require("ray", "running on workers (--workers, --ray)")
-        self.make_stylizer, self.make_process = make_stylizer, make_process
+        self.make_stylizer = make_stylizer
         self.workers, self.address, self.device = workers, address, device
         self.batch, self.retries, self.verbose = batch, retries, verbose
         self.actors: list = []
@@ -173,7 +172,7 @@ class RayPool:
             num_cpus=share, num_gpus=1 if use_gpus else 0, max_restarts=self.retries, max_task_retries=0
         )
         self.actors = [
-            actor.remote(self.make_stylizer, self.make_process, f"w{i + 1}", self.threads, self.batch)
+            actor.remote(self.make_stylizer, name=f"w{i + 1}", threads=self.threads, batch=self.batch)
             for i in range(workers)
         ]
         self.infos = ray.get([a.info.remote() for a in self.actors])
@@ -225,6 +224,9 @@ class RayPool:
                     on_submit(task, self.infos[a])
 
         try:
+            feed()
+            job.join_ready()  # segments all finished before this run: joined while the actors work
+            progress.files()
             while pending or running:
                 feed()
                 if not running:

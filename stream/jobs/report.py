@@ -57,6 +57,8 @@ def summary(job, seconds: float, workers: int) -> str:
             result = "already done"
         elif state.status == "failed":
             result = f"failed: {state.reason}"
+        elif state.status == "pending":  # no output yet (a segment never ran, or the join did not)
+            result = "not finished"
         else:
             result = f"converted ({len(state.segments)} segments)" if state.segments else "converted"
         if state.notes and state.status != "skipped":

@@ -58,10 +58,10 @@ class ConvertWorker:
 
     ``make_stylizer()`` returns ``(stylizer, engine)``; it is called here, in the worker's own process,
     so only the recipe travels to a Ray actor. ``make_process(stylizer)`` makes the processing stage
-    of one task (default :class:`~stream.gpu_stage.GpuStage`): a fresh one per task, so a stateful
-    stage starts over at every file and segment. ``threads`` sets torch's CPU threads (a CPU worker's
-    share of the machine). A failure to load is kept in ``info()["error"]`` rather than raised, so the
-    caller can say it in one line.
+    of one task (default :class:`~stream.gpu_stage.GpuStage`; tests pass one that records frames): a
+    fresh one per task, so a stateful stage starts over at every file and segment. ``threads`` sets
+    torch's CPU threads (a CPU worker's share of the machine). A failure to load is kept in
+    ``info()["error"]`` rather than raised, so the caller can say it in one line.
     """
 
     def __init__(
@@ -136,9 +136,7 @@ class ConvertWorker:
             sink.abort()
             raise
         self.stylizer.size = (plan.height, plan.width)
-        reset = getattr(self.stylizer, "reset", None)
-        if callable(reset):  # a stateful stylizer starts over at every file and segment
-            reset()
+        self.stylizer.reset()  # a stateful stylizer (--temporal) starts over at every file and segment
         process = (self.make_process or GpuStage)(self.stylizer)
         if segment is not None:
             process = SegmentStage(process, segment.start_pts)
