@@ -176,7 +176,7 @@ class DeviceFlowGuide:
     order; it returns the frame's :class:`Guide` (device tensors), or None when the frame starts a new
     shot (the first frame, a size change). The flow is :class:`~engines.flow.PyramidFlow`'s on the grey
     frame scaled down to ``max_side``; confidence and the scene-cut test are :class:`FlowGuide`'s, the
-    cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 1100 small kernels at 480 px)
+    cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 1200 small kernels at 480 px)
     is captured once per flow size in a CUDA graph (``graph=True``): launched one by one they would
     cost the host more than DIS does.
     """
