@@ -315,7 +315,8 @@ def test_the_python_api_takes_frames_in_order(microast, starry, photo_pan):
     assert all(np.array_equal(a, b) for a, b in zip(one_call, frame_by_frame, strict=True))
 
 
-def test_live_toggle_and_a_new_style_start_afresh(microast, shared_media, photo_pan):
+@pytest.mark.parametrize("flow", FLOW_PLACES)
+def test_live_toggle_and_a_new_style_start_afresh(flow, microast, shared_media, photo_pan):
     from stream.controls import LiveControls, keys_help
     from stream.live import LiveProcess
 
@@ -327,7 +328,7 @@ def test_live_toggle_and_a_new_style_start_afresh(microast, shared_media, photo_
     shot, _ = photo_pan
     plain = [Stylizer(engine, s.stats)(shot) for s in styles]
     controls = LiveControls([s.name for s in styles])
-    live = LiveProcess(Stylizer(engine, styles[0].stats), styles, controls, depth=1)
+    live = LiveProcess(Stylizer(engine, styles[0].stats), styles, controls, depth=1, temporal_flow=flow)
 
     def step(i: int) -> np.ndarray:
         return live([Frame(shot[i], i)])[0].image
@@ -335,7 +336,7 @@ def test_live_toggle_and_a_new_style_start_afresh(microast, shared_media, photo_
     assert np.array_equal(step(0), plain[0][0]) and live.stylizer.temporal is None
     controls.toggle_temporal()
     assert np.array_equal(step(1), plain[0][1])  # switched on: starts from the current picture
-    assert not np.array_equal(step(2), plain[0][2])
+    assert not np.array_equal(step(2), plain[0][2]) and live.stylizer.temporal.host_flow == (flow == "host")
     controls.next_style()
     assert np.array_equal(step(3), plain[1][3])  # the new style at once, not blended in
     assert not np.array_equal(step(4), plain[1][4])
