@@ -11,12 +11,12 @@ Where each part runs:
 - **flow**, where ``flow`` says (:func:`default_flow_place`: the device on a GPU, the host on the CPU):
   on the host (:class:`FlowGuide`) OpenCV DIS "fast" (no learned weights) between the grey input
   frames scaled down so the longer side is at most :data:`DEFAULT_FLOW_SIDE`, from the uint8 frame the
-  pipeline already holds; on the device (:class:`DeviceFlowGuide`) :class:`~engines.flow.PyramidFlow`
-  on the same grey frames, in one CUDA graph. Backward flow (current → previous) and a confidence per
-  pixel: how well the previous input, warped, explains the current one (gain-compensated, so a fade is
-  not an occlusion), widened around what it rejects. A frame the warp cannot explain on most of its
-  area is a scene cut: the state is reset and that frame is output exactly as stylized, so nothing of
-  the old scene ghosts into the new one.
+  pipeline already holds; on the device (:class:`DeviceFlowGuide`) the same method as tensor ops
+  (:class:`~engines.flow.DenseInverseSearch`) on the same grey frames, in one CUDA graph. Backward flow
+  (current → previous) and a confidence per pixel: how well the previous input, warped, explains the
+  current one (gain-compensated, so a fade is not an occlusion), widened around what it rejects. A
+  frame the warp cannot explain on most of its area is a scene cut: the state is reset and that frame
+  is output exactly as stylized, so nothing of the old scene ghosts into the new one.
 - **blend** (:func:`stabilize`, the output's device): the flow and confidence (a few kB) go to the
   device, are upsampled, the previous output is warped (bicubic), blended with weight
   ``strength × confidence`` and its contrast restored: torch ops on CUDA (``grid_sample``), the same
@@ -39,8 +39,9 @@ distance as ratios to per-frame, on the per-frame outputs of the fp32 torch engi
   outputs differ at coarse scale (→ 0.73×: stylization flickers at coarse scales too), and adding the
   statistics smoother of :mod:`engines.flicker` (→ 0.65×; alone it *raises* the error to 1.97×, its
   feature averaging is made for still scenes);
-- the device flow (:mod:`engines.flow`, combined local–global) steadies about as well as DIS: microast
-  0.34× against DIS's 0.32× on the first 4 s, 0.13× against 0.115× on frames 120–215.
+- the device flow (:mod:`engines.flow`, DIS as tensor ops with a variational refinement) steadies as
+  well as OpenCV's: microast 0.28× (Farneback-judged 0.37×, style 0.94×) against 0.32× (0.33×, 1.04×)
+  on the first 4 s; a smoothness-driven flow tried first kept the error but lost the style (1.33×).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.flow import PyramidFlow, blur, resize_flow, warp
+from engines.flow import DenseInverseSearch, blur, resize_flow, warp
 from engines.warping import pixel_grid, warp_image
 
 log = logging.getLogger(__name__)
@@ -174,11 +175,11 @@ class DeviceFlowGuide:
 
     Call it with each input frame as the engine saw it (1×3×H×W float RGB in [0, 1], on the device), in
     order; it returns the frame's :class:`Guide` (device tensors), or None when the frame starts a new
-    shot (the first frame, a size change). The flow is :class:`~engines.flow.PyramidFlow`'s on the grey
-    frame scaled down to ``max_side``; confidence and the scene-cut test are :class:`FlowGuide`'s, the
-    cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 1200 small kernels at 480 px)
-    is captured once per flow size in a CUDA graph (``graph=True``): launched one by one they would
-    cost the host more than DIS does.
+    shot (the first frame, a size change). The flow is :class:`~engines.flow.DenseInverseSearch`'s on the
+    grey frame scaled down to ``max_side``; confidence and the scene-cut test are :class:`FlowGuide`'s,
+    the cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 1000 small kernels at
+    480 px) is captured once per flow size in a CUDA graph (``graph=True``): launched one by one they
+    would cost the host more than DIS does.
     """
 
     def __init__(
@@ -187,14 +188,14 @@ class DeviceFlowGuide:
         photo_sigma: float = DEFAULT_PHOTO_SIGMA,
         cut_threshold: float = DEFAULT_CUT_THRESHOLD,
         erode: int = DEFAULT_ERODE,
-        flow: PyramidFlow | None = None,
+        flow: DenseInverseSearch | None = None,
         graph: bool = True,
     ) -> None:
         self.max_side = max_side
         self.photo_sigma = photo_sigma
         self.cut_threshold = cut_threshold
         self.erode = erode
-        self.flow = flow or PyramidFlow()
+        self.flow = flow or DenseInverseSearch()
         self.graph = graph
         self._graphs: dict[tuple, _Captured | None] = {}  # None: capture failed, run eagerly
         self._previous: torch.Tensor | None = None
@@ -443,7 +444,7 @@ FLOW_PLACES = ("host", "device")
 
 def default_flow_place(device: torch.device | str) -> str:
     """``device`` on a GPU (the host keeps decoding and encoding), ``host`` on the CPU: there the tensor
-    flow takes ≈ 100 ms a 480p frame on the cores the network needs, DIS "fast" 1.4 ms."""
+    flow takes ≈ 30 ms a 480p frame on the cores the network needs, DIS "fast" 1.4 ms."""
     return "device" if torch.device(device).type == "cuda" else "host"
 
 
