@@ -1,4 +1,4 @@
-"""One prepared run for a lent GPU machine (H100/H200), sized to about seven minutes.
+"""One prepared run for a lent GPU machine (H100/H200), sized to about 7.5 minutes.
 
 Parts, each in its own subprocess with its own timeout, so a failure or a hang in one loses nothing
 of the others:
@@ -12,8 +12,9 @@ of the others:
    pipeline) → ``<machine>.json`` (merged with the committed results of that machine, ready to be
    committed to benchmarks/results/), and ``fps.png`` drawn with every committed results file;
 4. ``stylize bench --temporal`` (issue #11) on CUDA: warping error, style distance and the FPS of
-   ``--temporal`` against per-frame on Big Buck Bunny 480p, 4 s, microast and adain-cd16x, into the
-   same ``<machine>.json`` (rows of kind ``temporal``): what the host's optical flow costs next to a GPU.
+   ``--temporal`` against per-frame on Big Buck Bunny 480p, 4 s, microast and adain-cd16x, with the
+   optical flow on the host (DIS) and on the device (the CUDA graph of engines/flow.py), side by side,
+   into the same ``<machine>.json`` (rows of kind ``temporal``): which flow costs the GPU less.
 
 ``device_check.json`` says how each part ended. Every output goes to ``$OUT`` (default
 ``device_out/`` in the repository). Inputs: weights and the clip from ``$STYLIZE_SHARED``
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TIMEOUTS = {"pytest": 70, "measure": 130, "bench": 130, "temporal": 60, "plot": 30}  # ~7 minutes in all
+TIMEOUTS = {"pytest": 70, "measure": 130, "bench": 120, "temporal": 90, "plot": 30}  # ~7.5 minutes in all
 #: the models timed by default: the two with weights, and the paper's network shape (random weights)
 DEFAULT_MODELS = "microast,adain-cd16x,adain-random"
 
@@ -174,9 +175,10 @@ def orchestrate(out: Path, dry_run: bool, models: str | None) -> int:
             matrix = "--sizes 64x64 --device cpu --repeats 2 --warmup 1 --e2e-frames 3 --backends torch-fp32"
         bench = [py, "-m", "stream.cli", "bench", *matrix.split(), *model_args, "--out", tmp, "--quiet"]
         parts["bench"] = _run("bench", bench, None, env)
-        temporal = "--temporal --models microast,adain-cd16x --repeats 3 --device cuda"
+        temporal = "--temporal --models microast,adain-cd16x --repeats 2 --device cuda"
         if dry_run:
             temporal = "--temporal --models microast --repeats 1 --e2e-frames 4 --device cpu"
+        temporal += " --temporal-flow host,device"
         temporal_cmd = [py, "-m", "stream.cli", "bench", *temporal.split(), "--out", tmp, "--quiet"]
         parts["temporal"] = _run("temporal", temporal_cmd, None, env)
         plot = [

@@ -33,8 +33,10 @@ def now() -> str:
 
 
 def row_key(row: dict) -> tuple:
-    """Rows with the same key measure the same thing; a new run replaces them."""
-    return row["kind"], row["model"], row["backend"], row["width"], row["height"]
+    """Rows with the same key measure the same thing; a new run replaces them. Temporal rows differ by
+    where the flow ran too (rows from before ``temporal_flow`` existed ran it on the host)."""
+    flow = row.get("temporal_flow", "host") if row["kind"] == "temporal" else None
+    return row["kind"], row["model"], row["backend"], row["width"], row["height"], flow
 
 
 def merge_results(old: dict | None, new: dict) -> dict:

@@ -89,8 +89,10 @@ def measure_model(
     metric_net,
     cut_clip: Path | None,
     log=print,
+    flow: str = "host",
 ) -> dict:
-    """The ``temporal`` row of one model on one engine (see the module docstring)."""
+    """The ``temporal`` row of one model on one engine, its flow where ``flow`` says (see the module
+    docstring)."""
     from engines.metrics import StyleMeter
     from engines.styles import StyleBank
     from engines.stylizer import Stylizer
@@ -101,10 +103,11 @@ def measure_model(
     style_image = read_image(style_path)
     stats = StyleBank(model, cache_dir=False).add(style_path.stem, style_image).stats
     plain = Stylizer(engine, stats)
-    steady = Stylizer(engine, stats, temporal=TemporalFilter())
+    steady = Stylizer(engine, stats, temporal=TemporalFilter(flow=flow))
     warm = np.zeros((video["height"], video["width"], 3), np.uint8)
     plain([warm])
-    steady([warm])  # first-frame costs (allocations, OpenCV's first DIS call) are not measured
+    steady([warm])
+    steady([warm])  # first-frame costs (allocations, the first flow, its CUDA graph capture) excluded
 
     fps = {"per_frame": [], "temporal": []}
     outputs = {}
@@ -120,11 +123,11 @@ def measure_model(
     inputs = _read(video["path"], 0, frames)
     n = min(len(inputs), len(outputs["per_frame"]), len(outputs["temporal"]))
     errors = {}
-    for flow in ("dis", "farneback"):
-        meter = WarpingError(flow)
+    for estimator in ("dis", "farneback"):
+        meter = WarpingError(estimator)
         for i in range(n):
             meter.add(inputs[i], inputs[i], outputs["per_frame"][i], outputs["temporal"][i])
-        errors[flow] = dict(zip(("input", "per_frame", "temporal"), meter.result().errors, strict=True))
+        errors[estimator] = dict(zip(("input", "per_frame", "temporal"), meter.result().errors, strict=True))
     every = max(1, n // STYLE_SAMPLES)
     style = {}
     for key in ("per_frame", "temporal"):
@@ -142,6 +145,7 @@ def measure_model(
         "date": now(),
         "device": str(engine.device),
         "precision": engine.precision,
+        "temporal_flow": flow,
         "frames": n,
         "style": style_path.name,
         "fps": fps_t,
@@ -198,7 +202,7 @@ def _is_cut(images: list[np.ndarray], i: int) -> bool:
 def summary(rows: list[dict]) -> str:
     """The temporal rows as a table: ratios of --temporal to per-frame."""
     head = (
-        f"{'model':<12} {'backend':<18} {'size':>8} {'frames':>6}  "
+        f"{'model':<12} {'backend':<18} {'flow':<6} {'size':>8} {'frames':>6}  "
         f"{'warping error: input / per-frame / temporal':>44}  "
         f"{'ratio':>5} {'(farneback)':>11}  {'style ratio':>11}  {'FPS per-frame / temporal':>24} "
         f"{'ratio':>5}  cut"
@@ -212,7 +216,8 @@ def summary(rows: list[dict]) -> str:
         cut = r.get("cut", {})
         cut_text = "-" if not cut else ("no ghost" if cut["equal_to_per_frame"] else "GHOST")
         out.append(
-            f"{r['model']:<12} {r['backend'] + ' ' + r['precision']:<18} {r['width']}x{r['height']:<4} "
+            f"{r['model']:<12} {r['backend'] + ' ' + r['precision']:<18} {r.get('temporal_flow', 'host'):<6} "
+            f"{r['width']}x{r['height']:<4} "
             f"{r['frames']:>6}  "
             f"{e['input']:>14.5f} / {e['per_frame']:.5f} / {e['temporal']:.5f}  "
             f"{_x(r['warping_ratio'], 5, 2)} {_x(r['warping_ratio_farneback'], 11, 2)}  "

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from engines.models.base import StyleStats, round_up
 from engines.runtimes.base import Engine
-from engines.temporal import Guide, TemporalFilter
+from engines.temporal import Guide, TemporalFilter, default_flow_place
 
 # BT.601 luma weights for (R, G, B); they sum to 1, and chroma (Cb, Cr) weights sum to 0.
 _LUMA = (0.299, 0.587, 0.114)
@@ -90,7 +90,8 @@ class Stylizer:
 
     ``temporal`` (a :class:`~engines.temporal.TemporalFilter`, or ``True`` for the default one) makes
     the frames one stream: each output is blended with the previous one along the optical flow, after
-    the engine, so it works the same with every backend. Frames must then come in order.
+    the engine, so it works the same with every backend. Frames must then come in order. ``True``
+    puts its optical flow on the engine's device on a GPU, on the host otherwise.
     """
 
     def __init__(
@@ -109,7 +110,9 @@ class Stylizer:
         self.alpha = alpha
         self.preserve_color = preserve_color
         self.size = size
-        self.temporal = TemporalFilter() if temporal is True else temporal or None
+        if temporal is True:
+            temporal = TemporalFilter(flow=default_flow_place(engine.device))
+        self.temporal = temporal or None
 
     def reset(self) -> None:
         """Forget the previous frames (a new clip or segment starts): the temporal filter's state."""
@@ -122,12 +125,13 @@ class Stylizer:
     ) -> torch.Tensor:
         """N×H×W×3 uint8 BGR on the engine's device → the same layout, stylized.
 
-        With :attr:`temporal`, ``guides`` are what its ``prepare`` returned for these frames (the
-        pipeline computes them from its host copy); without them they are computed here, which on
-        CUDA costs a download of the frames.
+        With :attr:`temporal` and its flow on the host, ``guides`` are what its ``prepare`` returned for
+        these frames (the pipeline computes them from its host copy); without them they are computed
+        here, which on CUDA costs a download of the frames. With its flow on the device none are needed.
         """
-        if self.temporal is not None and guides is None:
-            guides = [self.temporal.prepare(f) for f in frames.cpu().numpy()]
+        temporal = self.temporal
+        if temporal is not None and temporal.host_flow and guides is None:
+            guides = [temporal.prepare(f) for f in frames.cpu().numpy()]
         content = bgr_u8_to_rgb(frames)
         if self.size is not None and tuple(content.shape[-2:]) != tuple(self.size):
             content = F.interpolate(
@@ -138,8 +142,11 @@ class Stylizer:
         out = out[..., :h, :w]
         if self.preserve_color:
             out = preserve_color(out, content)
-        if self.temporal is not None:
-            steady = [self.temporal.apply(out[k : k + 1], g) for k, g in enumerate(guides)]
+        if temporal is not None:
+            steady = [
+                temporal.apply(out[k : k + 1], guides[k] if guides else None, content[k : k + 1])
+                for k in range(out.shape[0])
+            ]
             out = steady[0] if len(steady) == 1 else torch.cat(steady)
         return rgb_to_bgr_u8(out)
 
@@ -152,7 +159,9 @@ class Stylizer:
             while j < len(images) and images[j].shape == images[i].shape:
                 j += 1
             batch = np.stack([_check_frame(im) for im in images[i:j]])
-            guides = [self.temporal.prepare(im) for im in batch] if self.temporal is not None else None
+            guides = None
+            if self.temporal is not None and self.temporal.host_flow:
+                guides = [self.temporal.prepare(im) for im in batch]
             out = self.stylize_tensor(torch.from_numpy(batch).to(self.engine.device), guides).cpu().numpy()
             results.extend(out)
             i = j

@@ -8,13 +8,15 @@ it into the new per-frame result where the flow can be trusted.
 
 Where each part runs:
 
-- **flow** (:class:`FlowGuide`, host): OpenCV DIS "fast" (no learned weights) between the grey input
-  frames scaled down so the longer side is at most :data:`DEFAULT_FLOW_SIDE`, on the CPU, from the
-  uint8 frame the pipeline already holds (on CUDA, while the GPU runs the previous frame). Backward
-  flow (current → previous) and a confidence per pixel: how well the previous input, warped, explains
-  the current one (gain-compensated, so a fade is not an occlusion), widened around what it rejects.
-  A frame the warp cannot explain on most of its area is a scene cut: the state is reset and that
-  frame is output exactly as stylized, so nothing of the old scene ghosts into the new one.
+- **flow**, where ``flow`` says (:func:`default_flow_place`: the device on a GPU, the host on the CPU):
+  on the host (:class:`FlowGuide`) OpenCV DIS "fast" (no learned weights) between the grey input
+  frames scaled down so the longer side is at most :data:`DEFAULT_FLOW_SIDE`, from the uint8 frame the
+  pipeline already holds; on the device (:class:`DeviceFlowGuide`) the same method as tensor ops
+  (:class:`~engines.flow.DenseInverseSearch`) on the same grey frames, in one CUDA graph. Backward flow
+  (current → previous) and a confidence per pixel: how well the previous input, warped, explains the
+  current one (gain-compensated, so a fade is not an occlusion), widened around what it rejects. A
+  frame the warp cannot explain on most of its area is a scene cut: the state is reset and that frame
+  is output exactly as stylized, so nothing of the old scene ghosts into the new one.
 - **blend** (:func:`stabilize`, the output's device): the flow and confidence (a few kB) go to the
   device, are upsampled, the previous output is warped (bicubic), blended with weight
   ``strength × confidence`` and its contrast restored: torch ops on CUDA (``grid_sample``), the same
@@ -37,14 +39,14 @@ distance as ratios to per-frame, on the per-frame outputs of the fp32 torch engi
   outputs differ at coarse scale (→ 0.73×: stylization flickers at coarse scales too), and adding the
   statistics smoother of :mod:`engines.flicker` (→ 0.65×; alone it *raises* the error to 1.97×, its
   feature averaging is made for still scenes);
-- not adopted yet: a flow on the device in tensor ops (coarse-to-fine combined local–global flow,
-  Bruhn et al. 2005), so a GPU would not need the host. It steadied moving scenes about as well as DIS
-  but took ~8000 small ops a 480p frame (launch-bound on a GPU) and its smoothness weight depended on
-  the picture's contrast (the README's temporal section has the numbers).
+- the device flow (:mod:`engines.flow`, DIS as tensor ops with a variational refinement) steadies as
+  well as OpenCV's: microast 0.28× (Farneback-judged 0.37×, style 0.94×) against 0.32× (0.33×, 1.04×)
+  on the first 4 s; a smoothness-driven flow tried first kept the error but lost the style (1.33×).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
@@ -52,7 +54,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engines.flow import DenseInverseSearch, blur, resize_flow, warp
 from engines.warping import pixel_grid, warp_image
+
+log = logging.getLogger(__name__)
 
 #: Longer side of the flow images. DIS "fast" at 427×240 costs ≈ 1.4 ms on one core of the 2-core
 #: EPYC (the whole host step ≈ 3.5 ms at 854×480); 214 px "ultrafast" (0.2 ms) doubled the error left.
@@ -84,14 +89,17 @@ _PRESETS = {
 
 @dataclass(frozen=True)
 class Guide:
-    """What the device needs to blend one frame: backward flow and confidence at the flow's size.
+    """What the blend needs for one frame: backward flow and confidence at the flow's size.
 
     ``flow`` is 2×h×w float32 (pixels of the flow image: where each pixel of the current frame was in
-    the previous one), ``confidence`` 1×h×w in [0, 1]. Host tensors; pinned when the blend runs on CUDA.
+    the previous one), ``confidence`` 1×h×w in [0, 1]. From :class:`FlowGuide`: host tensors (pinned
+    when the blend runs on CUDA); from :class:`DeviceFlowGuide`: tensors on the output's device, with
+    ``cut`` a 0-dim bool tensor (a scene cut decided there, without waiting for the device).
     """
 
     flow: torch.Tensor
     confidence: torch.Tensor
+    cut: torch.Tensor | None = None
 
 
 def flow_size(height: int, width: int, max_side: int = DEFAULT_FLOW_SIDE) -> tuple[int, int]:
@@ -162,32 +170,116 @@ class FlowGuide:
         return Guide(flow_t, torch.from_numpy(confidence.astype(np.float32)[None]))
 
 
-# --- device half: tensor ops, on whatever device the output is on -----------------------------------
+class DeviceFlowGuide:
+    """:class:`FlowGuide` as tensor ops on the frames' device: what a GPU runs, with no host round trip.
 
-
-def upsample_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """N×2×h×w flow in pixels of h×w → N×2×H×W in pixels of ``size`` (H, W)."""
-    h, w = flow.shape[-2:]
-    if (h, w) == tuple(size):
-        return flow
-    up = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
-    scale = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
-    return up * scale
-
-
-def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
-    """Backward warp: out(x) = image(x + flow(x)); N×C×H×W and N×2×H×W (pixels), edges replicated.
-
-    Bicubic, because every frame resamples the history once more: bilinear's blur accumulates (one
-    half-pixel bilinear shift alone raised the style distance by 18 %).
+    Call it with each input frame as the engine saw it (1×3×H×W float RGB in [0, 1], on the device), in
+    order; it returns the frame's :class:`Guide` (device tensors), or None when the frame starts a new
+    shot (the first frame, a size change). The flow is :class:`~engines.flow.DenseInverseSearch`'s on the
+    grey frame scaled down to ``max_side``; confidence and the scene-cut test are :class:`FlowGuide`'s,
+    the cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 1000 small kernels at
+    480 px) is captured once per flow size in a CUDA graph (``graph=True``): launched one by one from
+    Python (several µs each) they would keep the host busier than DIS's ≈ 3.5 ms a frame.
     """
-    n, _, h, w = image.shape
-    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
-    gx = (xs + flow[:, 0]) * (2 / w) + (1 / w - 1)  # align_corners=False: pixel centres at (2i+1)/w - 1
-    gy = (ys + flow[:, 1]) * (2 / h) + (1 / h - 1)
-    grid = torch.stack((gx, gy), dim=-1)
-    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+
+    def __init__(
+        self,
+        max_side: int = DEFAULT_FLOW_SIDE,
+        photo_sigma: float = DEFAULT_PHOTO_SIGMA,
+        cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+        erode: int = DEFAULT_ERODE,
+        flow: DenseInverseSearch | None = None,
+        graph: bool = True,
+    ) -> None:
+        self.max_side = max_side
+        self.photo_sigma = photo_sigma
+        self.cut_threshold = cut_threshold
+        self.erode = erode
+        self.flow = flow or DenseInverseSearch()
+        self.graph = graph
+        self._graphs: dict[tuple, _Captured | None] = {}  # None: capture failed, run eagerly
+        self._previous: torch.Tensor | None = None
+        self._cuts: torch.Tensor | int = 0
+
+    @property
+    def cuts(self) -> int:
+        """Scene cuts seen since the last reset (reading it waits for the device)."""
+        return int(self._cuts)
+
+    def reset(self) -> None:
+        self._previous = None
+        self._cuts = 0
+
+    def __call__(self, content: torch.Tensor) -> Guide | None:
+        c = content.float()
+        g = (0.299 * c[:, 0:1] + 0.587 * c[:, 1:2] + 0.114 * c[:, 2:3]) * 255  # as cv2's BGR2GRAY
+        size = flow_size(*g.shape[-2:], self.max_side)
+        if tuple(g.shape[-2:]) != size:
+            g = F.interpolate(g, size=size, mode="area")
+        previous, self._previous = self._previous, g
+        if previous is None or previous.shape != g.shape:
+            return None
+        flow, confidence, cut = self._estimator(g)(g, previous)
+        self._cuts = self._cuts + cut.int()
+        return Guide(flow[0], confidence[0], cut)
+
+    def _estimator(self, g: torch.Tensor):
+        if not (self.graph and g.is_cuda):
+            return self.estimate
+        key = (g.device, tuple(g.shape))
+        if key not in self._graphs:
+            try:
+                with torch.cuda.device(g.device):  # capture on the frames' GPU, not the current one
+                    self._graphs[key] = _Captured(self.estimate, g, g)
+            except RuntimeError as e:
+                log.warning("the optical flow runs without a CUDA graph (its capture failed: %s)", e)
+                self._graphs[key] = None
+        return self._graphs[key] or self.estimate
+
+    def estimate(self, current: torch.Tensor, previous: torch.Tensor):
+        """(flow, confidence, cut) of two grey N×1×h×w frames in 0–255: tensor ops only."""
+        flow = self.flow(current, previous)
+        warped = warp(previous, flow)
+        h, w = current.shape[-2:]
+        ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1) + flow[:, 1]
+        xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w) + flow[:, 0]
+        inside = ((xs >= -0.5) & (xs <= w - 0.5) & (ys >= -0.5) & (ys <= h - 0.5)).unsqueeze(1)
+        warped = warped * ((current.mean() + 1) / (warped.mean() + 1))  # a fade is no occlusion
+        error = blur((current - warped).abs(), 0.8)  # cv2.GaussianBlur's σ for a 3×3 kernel
+        confidence = torch.exp(-(error / self.photo_sigma).square()) * inside
+        cut = confidence.mean() < self.cut_threshold
+        if self.erode:
+            confidence = -F.max_pool2d(-confidence, 2 * self.erode + 1, stride=1, padding=self.erode)
+        return flow, confidence, cut
+
+
+class _Captured:
+    """A function of fixed-shape CUDA tensors, captured once in a CUDA graph and replayed.
+
+    Calls copy their arguments into the graph's static inputs; the outputs are the graph's static
+    tensors, overwritten by the next call: use them (or queue work on them) before calling again.
+    """
+
+    def __init__(self, fn, *examples: torch.Tensor) -> None:
+        self.inputs = [e.clone() for e in examples]
+        side = torch.cuda.Stream(examples[0].device)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside capture: kernels, cached constants
+            for _ in range(2):
+                fn(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = fn(*self.inputs)
+
+    def __call__(self, *args: torch.Tensor):
+        for static, a in zip(self.inputs, args, strict=True):
+            static.copy_(a)
+        self.graph.replay()
+        return self.outputs
+
+
+# --- device half: tensor ops, on whatever device the output is on -----------------------------------
 
 
 def _down(x: torch.Tensor) -> torch.Tensor:
@@ -260,11 +352,13 @@ def stabilize(
 def stabilize_torch(stylized, previous, flow, confidence, strength=DEFAULT_STRENGTH, contrast=True):
     """:func:`stabilize` as torch ops (any device; what CUDA runs)."""
     size = tuple(stylized.shape[-2:])
-    flow = upsample_flow(flow.float(), size)
+    flow = resize_flow(flow.float(), size)
     conf = confidence.float()
     if tuple(conf.shape[-2:]) != size:
         conf = _up(conf, size)
-    history = warp(previous.float(), flow)
+    # bicubic: every frame resamples the history once more, and bilinear's blur accumulates (one
+    # half-pixel bilinear shift alone raised the style distance by 18 %)
+    history = warp(previous.float(), flow, mode="bicubic")
     out = torch.lerp(stylized.float(), history, conf * strength)
     if contrast:
         out = restore_contrast(out, stylized.float())
@@ -343,26 +437,52 @@ def stabilize_cv(stylized, previous, flow, confidence, strength=DEFAULT_STRENGTH
     return torch.from_numpy(out).permute(2, 0, 1)[None].to(stylized.dtype)
 
 
-class TemporalFilter:
-    """The method with its state, for one stream: :meth:`prepare` each input frame on the host, then
-    :meth:`apply` its stylized result on the device, frames in order. :meth:`reset` starts a new shot.
+#: Where the flow can run: ``host`` (:class:`FlowGuide`, OpenCV DIS on the CPU from the uint8 frame)
+#: or ``device`` (:class:`DeviceFlowGuide`, tensor ops next to the output).
+FLOW_PLACES = ("host", "device")
 
-    ``strength`` is the weight of the warped previous output where the flow is trusted (0 = per-frame);
-    ``guide`` the host half, a default :class:`FlowGuide` unless given (its flow size, preset, cuts).
+
+def default_flow_place(device: torch.device | str) -> str:
+    """``device`` on a GPU (the host keeps decoding and encoding), ``host`` on the CPU: there the tensor
+    flow takes ≈ 30 ms a 480p frame on the cores the network needs, DIS "fast" 1.4 ms."""
+    return "device" if torch.device(device).type == "cuda" else "host"
+
+
+class TemporalFilter:
+    """The method with its state, for one stream, frames in order. :meth:`reset` starts a new shot.
+
+    ``strength`` is the weight of the warped previous output where the flow is trusted (0 = per-frame).
+    ``flow`` says where the flow runs (:data:`FLOW_PLACES`); ``guide``, when given, is that half itself
+    (a :class:`FlowGuide` or :class:`DeviceFlowGuide` with its own settings). With the flow on the host
+    (:attr:`host_flow`), :meth:`prepare` each input frame (uint8, on the CPU) and pass what it returns
+    to :meth:`apply` with the stylized result; on the device, :meth:`apply` takes the input frame as the
+    engine saw it instead (``content``) and nothing leaves the device.
     """
 
     def __init__(
-        self, strength: float = DEFAULT_STRENGTH, contrast: bool = True, guide: FlowGuide | None = None
+        self,
+        strength: float = DEFAULT_STRENGTH,
+        contrast: bool = True,
+        flow: str = "host",
+        guide: FlowGuide | DeviceFlowGuide | None = None,
     ) -> None:
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), got {strength}")
+        if flow not in FLOW_PLACES:
+            raise ValueError(f"flow must be one of {', '.join(FLOW_PLACES)}, got {flow!r}")
         self.strength = strength
         self.contrast = contrast
-        self.guide = guide or FlowGuide()
+        self.guide = guide or (FlowGuide() if flow == "host" else DeviceFlowGuide())
         self._previous: torch.Tensor | None = None
 
     @property
+    def host_flow(self) -> bool:
+        """Whether the flow runs on the host, from :meth:`prepare`'s frames."""
+        return isinstance(self.guide, FlowGuide)
+
+    @property
     def cuts(self) -> int:
+        """Scene cuts since the last reset."""
         return self.guide.cuts
 
     def reset(self) -> None:
@@ -370,12 +490,23 @@ class TemporalFilter:
         self._previous = None
 
     def prepare(self, image: np.ndarray) -> Guide | None:
-        """Host step for the next input frame (H×W×3 uint8 BGR, at any size)."""
+        """Host step for the next input frame (H×W×3 uint8 BGR, at any size); host flow only."""
+        if not self.host_flow:
+            raise ValueError("the flow runs on the device: pass the input frame to apply() instead")
         return self.guide(image)
 
-    def apply(self, stylized: torch.Tensor, guide: Guide | None) -> torch.Tensor:
-        """Device step: the stylized frame :meth:`prepare` saw last (1×3×H×W float RGB in [0, 1]) →
-        its temporally stable output."""
+    def apply(
+        self, stylized: torch.Tensor, guide: Guide | None = None, content: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The stylized frame (1×3×H×W float RGB in [0, 1]) → its temporally stable output.
+
+        ``guide``: what :meth:`prepare` returned for its input (host flow); ``content``: the input as the
+        engine saw it, 1×3×H×W float RGB on the output's device (device flow).
+        """
+        if not self.host_flow:
+            if content is None:
+                raise ValueError("with the flow on the device, apply() needs the input frame (content)")
+            guide = self.guide(content)
         prev = self._previous
         if guide is None or prev is None or prev.shape != stylized.shape or prev.device != stylized.device:
             out = stylized.clone()  # a new shot starts exactly as stylized (a CUDA graph reuses its output)
@@ -383,13 +514,15 @@ class TemporalFilter:
             device = stylized.device
             flow, conf = _to_device(guide.flow, device), _to_device(guide.confidence, device)
             out = stabilize(stylized, prev, flow, conf, self.strength, self.contrast)
+            if guide.cut is not None:  # decided on the device: a cut frame is exactly the stylized one
+                out = torch.where(guide.cut, stylized, out)
         self._previous = out
         return out
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A guide tensor (a few kB) onto the output's device, batched. On CUDA it goes through pinned memory
-    without blocking, so the host does not wait for the stream's earlier work (the network)."""
-    if device.type != "cuda":
+    """A guide tensor (a few kB) onto the output's device, batched. On CUDA a host one goes through pinned
+    memory without blocking, so the host does not wait for the stream's earlier work (the network)."""
+    if t.device == device or device.type != "cuda":
         return t[None]
     return t.pin_memory().to(device, non_blocking=True)[None]

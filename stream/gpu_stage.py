@@ -8,10 +8,11 @@ shared copy stream the upload of frame k+1 would queue behind the download of fr
 for compute k, and no copy would ever overlap compute. Conversion uint8 ↔ float and BGR ↔ RGB
 happens on the GPU inside :meth:`engines.stylizer.Stylizer.stylize_tensor`.
 
-With the stylizer's temporal filter (``--temporal``), the optical flow of each frame is computed here
-on the host from the uint8 frame being uploaded (DIS on the CPU at ≤ 480 px, while the GPU runs the
-previous batch), and only the flow and its confidence travel to the device, where the blend runs after
-the network on the compute stream (see :mod:`engines.temporal`).
+With the stylizer's temporal filter (``--temporal``) and its flow on the host, the optical flow of each
+frame is computed here from the uint8 frame being uploaded (DIS on the CPU at ≤ 480 px, while the GPU
+runs the previous batch), and only the flow and its confidence travel to the device, where the blend
+runs after the network on the compute stream; with its flow on the device (a GPU's default) both run
+there, after the network (see :mod:`engines.temporal`).
 
 A frame's result therefore comes out one call later: ``__call__`` returns the frames finished by now
 and :meth:`flush` the rest at the end of the stream. On the CPU the same stage runs the same slots in
@@ -115,7 +116,8 @@ class GpuStage:
             slot.host_in[k].numpy()[...] = f.image
         slot.frames = frames
         temporal = self.stylizer.temporal
-        slot.guides = [temporal.prepare(f.image) for f in frames] if temporal is not None else None
+        host_flow = temporal is not None and temporal.host_flow
+        slot.guides = [temporal.prepare(f.image) for f in frames] if host_flow else None
         return slot
 
     def _launch(self, slot: _Slot) -> None:

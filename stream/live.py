@@ -15,7 +15,7 @@ from fractions import Fraction
 from engines.flicker import StatsSmoother
 from engines.styles import Style
 from engines.stylizer import Stylizer
-from engines.temporal import TemporalFilter
+from engines.temporal import TemporalFilter, default_flow_place
 from stream.controls import LiveControls
 from stream.frames import Frame, Sink
 from stream.gpu_stage import GpuStage
@@ -27,7 +27,8 @@ class LiveProcess:
     ``smoother`` is installed as the engine's content hook while smoothing is on (torch backend); the
     exported engines have no hook, so for them smoothing is disabled in the controls. The stylizer's
     temporal filter is kept while temporal consistency is on (every backend); it starts afresh
-    when switched on and when the style changes, so a new style shows at once, not blended in.
+    when switched on and when the style changes, so a new style shows at once, not blended in. One made
+    here puts its flow where ``temporal_flow`` says (default: :func:`~engines.temporal.default_flow_place`).
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class LiveProcess:
         controls: LiveControls,
         smoother: StatsSmoother | None = None,
         depth: int | None = None,
+        temporal_flow: str | None = None,
     ):
         if not styles:
             raise ValueError("LiveProcess needs at least one style")
@@ -45,6 +47,7 @@ class LiveProcess:
         self.controls = controls
         self.smoother = smoother or StatsSmoother()
         self.temporal = stylizer.temporal  # else made when first switched on
+        self.temporal_flow = temporal_flow or default_flow_place(stylizer.engine.device)
         self._style_index = -1
         self.smoothing_supported = stylizer.engine.supports_content_hook
         if not self.smoothing_supported:
@@ -68,7 +71,7 @@ class LiveProcess:
         self.stylizer.preserve_color = state.preserve_color
         if state.temporal:
             if self.temporal is None:
-                self.temporal = TemporalFilter()
+                self.temporal = TemporalFilter(flow=self.temporal_flow)
             if self.stylizer.temporal is None or state.style_index != self._style_index:
                 self.temporal.reset()  # switched on, or a new style: start from the current picture
             self.stylizer.temporal = self.temporal

@@ -75,6 +75,25 @@ def test_merge_replaces_measured_cells_and_keeps_the_rest() -> None:
     assert merge_results({**old, "machine": {"id": "b"}}, new) == new  # another machine: replaced
 
 
+def test_merge_keeps_temporal_rows_of_the_other_flow() -> None:
+    """A ``bench --temporal --temporal-flow device`` run replaces the device row, not the host one (an
+    old row without ``temporal_flow`` was measured with the host's flow)."""
+    row = {
+        "kind": "temporal",
+        "model": "m",
+        "backend": "torch",
+        "width": 8,
+        "height": 8,
+        "megapixels": 0.0001,
+    }
+    old = {
+        "machine": {"id": "a"},
+        "results": [{**row, "fps": 1}, {**row, "temporal_flow": "device", "fps": 2}],
+    }
+    new = {"machine": {"id": "a"}, "results": [{**row, "temporal_flow": "device", "fps": 3}]}
+    assert sorted(r["fps"] for r in merge_results(old, new)["results"]) == [1, 3]
+
+
 def test_bench_command_writes_documented_json(tiny_weights: Path, clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "cpu.json"
     video = clip

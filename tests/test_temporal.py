@@ -19,10 +19,19 @@ import torch
 from engines.runtimes import make_engine
 from engines.styles import StyleBank
 from engines.stylizer import Stylizer
-from engines.temporal import FlowGuide, TemporalFilter, stabilize_cv, stabilize_torch
+from engines.temporal import (
+    FLOW_PLACES,
+    DeviceFlowGuide,
+    FlowGuide,
+    TemporalFilter,
+    default_flow_place,
+    stabilize_cv,
+    stabilize_torch,
+)
 from engines.warping import WarpingError, warping_error
 from engines.weights import load_model
 from stream.cli import main
+from stream.cli.options import TEMPORAL_FLOW_CHOICES
 from stream.frames import Frame
 from stream.gpu_stage import GpuStage
 from stream.images import read_image
@@ -60,12 +69,16 @@ def to_u8(t: torch.Tensor) -> np.ndarray:
     return (t[0].permute(1, 2, 0).flip(-1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def filtered(inputs, outputs, temporal: TemporalFilter | None = None) -> list[np.ndarray]:
-    """The method applied to given per-frame outputs (what the Stylizer does after its engine)."""
-    temporal = temporal or TemporalFilter()
-    return [
-        to_u8(temporal.apply(to_tensor(o), temporal.prepare(i))) for i, o in zip(inputs, outputs, strict=True)
-    ]
+def filtered(inputs, outputs, temporal: TemporalFilter) -> list[np.ndarray]:
+    """The method applied to given per-frame outputs (what the Stylizer does after its engine), its flow
+    on the host (from the uint8 frame) or on the device (from the frame as a tensor: here the CPU's)."""
+
+    def step(image, output):
+        if temporal.host_flow:
+            return temporal.apply(to_tensor(output), temporal.prepare(image))
+        return temporal.apply(to_tensor(output), content=to_tensor(image))
+
+    return [to_u8(step(i, o)) for i, o in zip(inputs, outputs, strict=True)]
 
 
 # --- the metric -------------------------------------------------------------------------------------
@@ -101,10 +114,11 @@ def test_warping_error_needs_two_frames():
 # --- the method on synthetic frames -----------------------------------------------------------------
 
 
-def test_blending_steadies_a_flickering_texture_without_washing_it_out():
+@pytest.mark.parametrize("flow", FLOW_PLACES)
+def test_blending_steadies_a_flickering_texture_without_washing_it_out(flow):
     inputs = pan(texture(1), 10)
     per_frame = noisy(inputs, 12, seed=3)  # a "stylizer" whose strokes change every frame
-    out = filtered(inputs, per_frame)
+    out = filtered(inputs, per_frame, TemporalFilter(flow=flow))
     before, after = warping_error(inputs, per_frame), warping_error(inputs, out)
     assert after < 0.25 * before, (before, after)
 
@@ -115,11 +129,12 @@ def test_blending_steadies_a_flickering_texture_without_washing_it_out():
     assert np.mean([detail(o) for o in out[3:]]) > 0.8 * np.mean([detail(o) for o in per_frame[3:]])
 
 
-def test_a_scene_cut_starts_afresh_with_no_ghost():
+@pytest.mark.parametrize("flow", FLOW_PLACES)
+def test_a_scene_cut_starts_afresh_with_no_ghost(flow):
     a, b = pan(texture(1), 5), pan(texture(2), 4)
     inputs = a + b
     per_frame = noisy(inputs, 12, seed=4)
-    temporal = TemporalFilter()
+    temporal = TemporalFilter(flow=flow)
     out = filtered(inputs, per_frame, temporal)
     assert temporal.cuts == 1
     assert np.array_equal(out[0], per_frame[0])  # the first frame has no past
@@ -134,22 +149,36 @@ def test_fade_is_not_a_cut():
         np.clip(f.astype(np.float32) * (0.4 + 0.08 * i), 0, 255).astype(np.uint8)
         for i, f in enumerate(frames)
     ]
-    guide = FlowGuide()
+    host, device = FlowGuide(), DeviceFlowGuide()
     for f in faded:
-        guide(f)
-    assert guide.cuts == 0
+        host(f)
+        device(to_tensor(f))
+    assert host.cuts == 0 and device.cuts == 0
 
 
-def test_reset_and_new_sizes_start_afresh():
-    temporal = TemporalFilter()
+@pytest.mark.parametrize("flow", FLOW_PLACES)
+def test_reset_and_new_sizes_start_afresh(flow):
+    temporal = TemporalFilter(flow=flow)
     small, large = pan(texture(1), 2), pan(texture(1), 2, size=(H + 8, W + 8))
     outs = [to_tensor(f) for f in small + large]
-    results = [temporal.apply(o, temporal.prepare(f)) for o, f in zip(outs, small + large, strict=True)]
-    assert torch.equal(results[2], outs[2])  # a new size is a new shot
-    temporal.reset()
-    assert torch.equal(temporal.apply(outs[3], temporal.prepare(large[1])), outs[3])
+    results = filtered(small + large, [to_u8(o) for o in outs], temporal)
+    assert np.array_equal(results[2], to_u8(outs[2])) and not np.array_equal(results[1], to_u8(outs[1]))
+    temporal.reset()  # a new size is a new shot; so is a reset
+    assert np.array_equal(filtered(large[1:], [to_u8(outs[3])], temporal)[0], to_u8(outs[3]))
     with pytest.raises(ValueError, match="strength"):
         TemporalFilter(strength=1.0)
+
+
+def test_where_the_flow_runs():
+    assert default_flow_place("cpu") == "host" and default_flow_place("cuda:1") == "device"
+    assert TemporalFilter().host_flow and not TemporalFilter(flow="device").host_flow
+    assert TEMPORAL_FLOW_CHOICES == ("auto", *FLOW_PLACES)  # the CLI's choices, spelled out there
+    with pytest.raises(ValueError, match="flow must be one of"):
+        TemporalFilter(flow="gpu")
+    with pytest.raises(ValueError, match="needs the input frame"):
+        TemporalFilter(flow="device").apply(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="runs on the device"):
+        TemporalFilter(flow="device").prepare(np.zeros((8, 8, 3), np.uint8))
 
 
 def test_opencv_and_torch_implementations_agree():
@@ -185,6 +214,27 @@ def test_cuda_blends_like_the_cpu():
         a = cpu.apply(to_tensor(output), cpu.prepare(image))
         b = cuda.apply(to_tensor(output).cuda(), cuda.prepare(image))
         assert b.device.type == "cuda" and float((a - b.cpu()).abs().mean()) < 1e-2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_device_flow_on_cuda_runs_in_a_graph_and_matches_the_cpu():
+    """The CUDA graph of the flow is captured (not silently eager) and gives the CPU's result; a cut is
+    still found on the device, with no ghost."""
+    inputs = pan(texture(1), 5) + pan(texture(2), 3)
+    per_frame = noisy(inputs, 12, seed=3)
+    cpu, cuda = TemporalFilter(flow="device"), TemporalFilter(flow="device")
+    outs = []
+    for image, output in zip(inputs, per_frame, strict=True):
+        with torch.inference_mode():  # as the Stylizer runs it
+            a = cpu.apply(to_tensor(output), content=to_tensor(image))
+            b = cuda.apply(to_tensor(output).cuda(), content=to_tensor(image).cuda())
+        assert b.device.type == "cuda" and float((a - b.cpu()).abs().mean()) < 1e-2
+        outs.append(b.cpu())
+    assert cuda.cuts == cpu.cuts == 1
+    assert torch.equal(outs[5], to_tensor(per_frame[5])) and not torch.equal(outs[4], to_tensor(per_frame[4]))
+    graphs = list(cuda.guide._graphs.values())
+    assert len(graphs) == 1 and graphs[0] is not None  # captured, replayed for every later frame
 
 
 # --- real models, every CPU backend, the pipeline stage ------------------------------------------------
@@ -239,6 +289,23 @@ def test_every_backend_blends_through_the_pipeline_stage(backend, microast, star
     assert warping_error(shot, out[:5]) < 0.5 * warping_error(shot, per_frame[:5])
 
 
+def test_the_device_flow_needs_no_host_frames(microast, starry, photo_pan, monkeypatch):
+    """``flow="device"`` (a GPU's default), here on the CPU: the stage computes no host guide, the
+    result is steadied, and the cut is found on the device."""
+    shot, cut = photo_pan
+    frames = [Frame(image, i) for i, image in enumerate(shot + cut)]
+    engine = make_engine("torch", microast, device="cpu", precision="fp32")
+    per_frame = Stylizer(engine, starry)([f.image for f in frames])
+    temporal = TemporalFilter(flow="device")
+    monkeypatch.setattr(temporal, "prepare", lambda image: pytest.fail("a host guide was computed"))
+    stylizer = Stylizer(engine, starry, temporal=temporal)
+    stage = GpuStage(stylizer)
+    out = [r.image for f in frames for r in stage([f])] + [r.image for r in stage.flush()]
+    assert np.array_equal(out[0], per_frame[0]) and np.array_equal(out[5], per_frame[5])
+    assert temporal.cuts == 1
+    assert warping_error(shot, out[:5]) < 0.5 * warping_error(shot, per_frame[:5])
+
+
 def test_the_python_api_takes_frames_in_order(microast, starry, photo_pan):
     shot, _ = photo_pan
     engine = make_engine("torch", microast, device="cpu", precision="fp32")
@@ -248,7 +315,8 @@ def test_the_python_api_takes_frames_in_order(microast, starry, photo_pan):
     assert all(np.array_equal(a, b) for a, b in zip(one_call, frame_by_frame, strict=True))
 
 
-def test_live_toggle_and_a_new_style_start_afresh(microast, shared_media, photo_pan):
+@pytest.mark.parametrize("flow", FLOW_PLACES)
+def test_live_toggle_and_a_new_style_start_afresh(flow, microast, shared_media, photo_pan):
     from stream.controls import LiveControls, keys_help
     from stream.live import LiveProcess
 
@@ -260,7 +328,7 @@ def test_live_toggle_and_a_new_style_start_afresh(microast, shared_media, photo_
     shot, _ = photo_pan
     plain = [Stylizer(engine, s.stats)(shot) for s in styles]
     controls = LiveControls([s.name for s in styles])
-    live = LiveProcess(Stylizer(engine, styles[0].stats), styles, controls, depth=1)
+    live = LiveProcess(Stylizer(engine, styles[0].stats), styles, controls, depth=1, temporal_flow=flow)
 
     def step(i: int) -> np.ndarray:
         return live([Frame(shot[i], i)])[0].image
@@ -268,7 +336,7 @@ def test_live_toggle_and_a_new_style_start_afresh(microast, shared_media, photo_
     assert np.array_equal(step(0), plain[0][0]) and live.stylizer.temporal is None
     controls.toggle_temporal()
     assert np.array_equal(step(1), plain[0][1])  # switched on: starts from the current picture
-    assert not np.array_equal(step(2), plain[0][2])
+    assert not np.array_equal(step(2), plain[0][2]) and live.stylizer.temporal.host_flow == (flow == "host")
     controls.next_style()
     assert np.array_equal(step(3), plain[1][3])  # the new style at once, not blended in
     assert not np.array_equal(step(4), plain[1][4])
@@ -344,11 +412,17 @@ def test_convert_temporal_end_to_end(clips, tmp_path, shared_weights, shared_med
     src = str(clips / "in.mp4")
     assert main(["convert", src, str(tmp_path / "plain.mp4"), "--no-temporal", *common]) == 0
     assert main(["convert", src, str(tmp_path / "steady.mp4"), *common]) == 0  # --temporal is the default
-    with VideoFileSource(tmp_path / "plain.mp4") as a, VideoFileSource(tmp_path / "steady.mp4") as b:
-        plain, steady = [f.image for f in a], [f.image for f in b]
-    assert len(plain) == len(steady) == 8
+    device = ["--temporal-flow", "device"]  # a GPU's default, here on the CPU
+    assert main(["convert", src, str(tmp_path / "device.mp4"), *device, *common]) == 0
+    outputs = {}
+    for name in ("plain", "steady", "device"):
+        with VideoFileSource(tmp_path / f"{name}.mp4") as v:
+            outputs[name] = [f.image for f in v]
+    assert [len(v) for v in outputs.values()] == [8, 8, 8]
     inputs = pan(texture(7), 8)
-    assert warping_error(inputs, steady) < warping_error(inputs, plain)
+    plain = warping_error(inputs, outputs["plain"])
+    assert warping_error(inputs, outputs["steady"]) < plain
+    assert warping_error(inputs, outputs["device"]) < plain
 
 
 def test_bench_temporal_writes_its_rows(clips, tmp_path, shared_weights, shared_media):
@@ -358,16 +432,17 @@ def test_bench_temporal_writes_its_rows(clips, tmp_path, shared_weights, shared_
     args = ["bench", "--temporal", "--models", "microast", "--device", "cpu"]
     args += ["--video", str(clips / "in.mp4")]
     args += ["--e2e-frames", "6", "--repeats", "1", "--weights", str(shared_weights), "--out", str(out), "-q"]
-    args += ["--style", str(shared_media / "style" / "starry_night.jpg")]
+    args += ["--style", str(shared_media / "style" / "starry_night.jpg"), "--temporal-flow", "host,device"]
     assert main([*args, "--metric-weights", str(shared_weights / "vgg16-imagenet")]) == 0
     doc = json.loads(out.read_text())
-    (row,) = doc["results"]
-    assert row["kind"] == "temporal" and row["status"] == "ok" and row["frames"] == 6
-    errors = row["warping_error"]
-    assert errors["input"] < errors["temporal"] < errors["per_frame"]
-    assert 0 < row["warping_ratio"] < 1 and 0 < row["warping_ratio_farneback"] < 1
-    assert row["style_ratio"] > 0 and row["fps_ratio"] > 0 and len(row["fps_runs"]["temporal"]) == 1
-    assert row["cut"]["equal_to_per_frame"] and row["cut"]["first_frame_of_new_shot"] == 235
+    assert [r["temporal_flow"] for r in doc["results"]] == ["host", "device"]  # one row each
+    for row in doc["results"]:
+        assert row["kind"] == "temporal" and row["status"] == "ok" and row["frames"] == 6
+        errors = row["warping_error"]
+        assert errors["input"] < errors["temporal"] < errors["per_frame"]
+        assert 0 < row["warping_ratio"] < 1 and 0 < row["warping_ratio_farneback"] < 1
+        assert row["style_ratio"] > 0 and row["fps_ratio"] > 0 and len(row["fps_runs"]["temporal"]) == 1
+        assert row["cut"]["equal_to_per_frame"] and row["cut"]["first_frame_of_new_shot"] == 235
     assert doc["temporal_settings"]["temporal_frames"] == 6
 
 

@@ -20,7 +20,7 @@ from benchmarks.matrix import CPU_SIZES, GPU_SIZES, VARIANTS, parse_sizes, run_m
 from benchmarks.results import PLOT_NAME, SCHEMA, now, plot_results, summary, write_results
 from benchmarks.timing import pick_codec
 from engines.errors import StylizeError
-from stream.cli.options import show_progress
+from stream.cli.options import TEMPORAL_FLOW_CHOICES, show_progress
 
 NAME = "bench"
 HELP = "benchmark models × backends × resolutions"
@@ -94,6 +94,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "hard cut (default backend: torch at the automatic precision, as convert runs)",
     )  # fmt: skip
     t.add_argument("--style", help="style image (default: the shared starry_night.jpg)")
+    t.add_argument(
+        "--temporal-flow", default="auto", metavar="WHERE[,WHERE]",
+        help="where the method's optical flow runs, one row each: host, device, or auto (device on a GPU, "
+        "host on the CPU, as convert) (default: %(default)s)",
+    )  # fmt: skip
     t.add_argument(
         "--metric-weights", metavar="PATH",
         help="VGG-16 metric weights (default: $STYLIZE_WEIGHTS, the cache, ../shared/weights)",
@@ -198,6 +203,7 @@ def _measure_temporal(args: argparse.Namespace) -> int:
     from benchmarks.temporal import summary as temporal_summary
     from engines.metrics import VGG16Features, find_vgg16
     from engines.runtimes.torch_rt import resolve_device
+    from engines.temporal import default_flow_place
 
     device = resolve_device(args.device)
     if args.threads:
@@ -206,6 +212,12 @@ def _measure_temporal(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise StylizeError(f"--{name.replace('_', '-')} must be at least 1")
+    flows = [f.strip() for f in args.temporal_flow.split(",")]
+    for f in flows:
+        if f not in TEMPORAL_FLOW_CHOICES:
+            choices = ", ".join(TEMPORAL_FLOW_CHOICES)
+            raise StylizeError(f"--temporal-flow: unknown '{f}'; choose from {choices}")
+    flows = list(dict.fromkeys(default_flow_place(device) if f == "auto" else f for f in flows))
     variants = [Variant("torch", "torch", "auto")]
     if args.backends:
         variants = []
@@ -243,11 +255,12 @@ def _measure_temporal(args: argparse.Namespace) -> int:
            "settings": {}, "notes": [], **_kept_settings(out, machine["id"]), "temporal_settings": settings,
            "temporal_notes": notes}  # fmt: skip
     rows = []
-    for (name, model), variant in ((m, v) for m in models.items() for v in variants):
+    for (name, model), variant, flow in ((m, v, f) for m in models.items() for v in variants for f in flows):
         size = (video["width"], video["height"])
         why = variant_unavailable(variant, device) if variant.name in VARIANTS else None
-        base = {"kind": "temporal", "model": name, "backend": variant.name, "width": size[0],
-                "height": size[1], "megapixels": round(size[0] * size[1] / 1e6, 4)}  # fmt: skip
+        base = {"kind": "temporal", "model": name, "backend": variant.name, "temporal_flow": flow,
+                "width": size[0], "height": size[1],
+                "megapixels": round(size[0] * size[1] / 1e6, 4)}  # fmt: skip
         base["date"] = now()
         if why:
             rows.append({**base, "status": "skipped", "note": why})
@@ -255,7 +268,7 @@ def _measure_temporal(args: argparse.Namespace) -> int:
         try:
             engine = build_engine(model, variant, device, size)
             row = measure_model(
-                name, model, engine, video, style, frames, repeats, net, shared_dir() / CUT_CLIP,
+                name, model, engine, video, style, frames, repeats, net, shared_dir() / CUT_CLIP, flow=flow,
                 log=lambda m: print(m, file=sys.stderr) if show_progress(args) else None,
             )  # fmt: skip
             rows.append({**row, "backend": variant.name})

@@ -190,7 +190,8 @@ def fingerprint(args: argparse.Namespace) -> str:
 
     The weights count by their contents, as this machine resolves them (downloaded now if need be):
     retrained into the same folder, they make other pixels; the same files moved elsewhere, the same.
-    The device is left out on purpose: resuming on other hardware is the same conversion.
+    The device is left out on purpose, and with it where ``--temporal``'s optical flow runs
+    (``--temporal-flow``): resuming on other hardware is the same conversion.
     """
     from engines.weights import files_fingerprint, resolve
     from stream.images import read_image_bytes

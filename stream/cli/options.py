@@ -72,6 +72,24 @@ def add_temporal_arguments(p: argparse.ArgumentParser, default: bool = False) ->
         help="blend each frame with the previous output along the optical flow: steady strokes instead "
         "of boiling texture; scene cuts start afresh (default: %(default)s)",
     )  # fmt: skip
+    g.add_argument(
+        "--temporal-flow", choices=TEMPORAL_FLOW_CHOICES, default="auto",
+        help="where --temporal's optical flow runs: device (tensor ops next to the network, in a CUDA "
+        "graph) or host (OpenCV DIS on the CPU); auto: device on a GPU, host on the CPU "
+        "(default: %(default)s)",
+    )  # fmt: skip
+
+
+#: engines.temporal.FLOW_PLACES and "auto", spelled out so that building the parser imports no torch.
+TEMPORAL_FLOW_CHOICES = ("auto", "host", "device")
+
+
+def temporal_flow_place(args: argparse.Namespace, device) -> str:
+    """``--temporal-flow`` with ``auto`` resolved for the engine's device."""
+    from engines.temporal import default_flow_place
+
+    place = getattr(args, "temporal_flow", "auto")
+    return default_flow_place(device) if place == "auto" else place
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
@@ -156,6 +174,7 @@ def build_stylizer(
     """
     from engines.styles import mix
     from engines.stylizer import Stylizer
+    from engines.temporal import TemporalFilter
 
     model, bank = load_model_and_bank(args)
     styles = load_styles(bank, args.style)
@@ -164,12 +183,15 @@ def build_stylizer(
     style = mix(styles, args.style_weights) if mix_styles and mixed else styles[0]
     log.info("model %s on %s (%s, %s); style: %s", model.name, engine.device, engine.backend,
              engine.precision, style.name)  # fmt: skip
-    temporal = bool(getattr(args, "temporal", False))
+    temporal = None
+    if getattr(args, "temporal", False):
+        temporal = TemporalFilter(flow=temporal_flow_place(args, engine.device))
     stylizer = Stylizer(
         engine, style.stats, alpha=args.alpha, preserve_color=args.preserve_color, temporal=temporal
     )
-    if temporal:
-        log.info("temporal consistency: optical flow on the CPU, blending on %s", engine.device)
+    if temporal is not None:
+        where = "the CPU (DIS)" if temporal.host_flow else str(engine.device)
+        log.info("temporal consistency: optical flow on %s, blending on %s", where, engine.device)
     return stylizer, styles, engine
 
 
