@@ -289,21 +289,28 @@ def test_every_backend_blends_through_the_pipeline_stage(backend, microast, star
     assert warping_error(shot, out[:5]) < 0.5 * warping_error(shot, per_frame[:5])
 
 
-def test_the_device_flow_needs_no_host_frames(microast, starry, photo_pan, monkeypatch):
-    """``flow="device"`` (a GPU's default), here on the CPU: the stage computes no host guide, the
-    result is steadied, and the cut is found on the device."""
+def test_the_device_flow_needs_no_host_frames(device, microast, starry, photo_pan, monkeypatch):
+    """``flow="device"`` through the pipeline stage (on CUDA: its streams, depth 2, the flow's CUDA
+    graph): no host guide is computed, the result is steadied, and the cut is found on the device."""
     shot, cut = photo_pan
     frames = [Frame(image, i) for i, image in enumerate(shot + cut)]
-    engine = make_engine("torch", microast, device="cpu", precision="fp32")
+    engine = make_engine("torch", microast, device=device, precision="fp32")
     per_frame = Stylizer(engine, starry)([f.image for f in frames])
     temporal = TemporalFilter(flow="device")
     monkeypatch.setattr(temporal, "prepare", lambda image: pytest.fail("a host guide was computed"))
     stylizer = Stylizer(engine, starry, temporal=temporal)
     stage = GpuStage(stylizer)
     out = [r.image for f in frames for r in stage([f])] + [r.image for r in stage.flush()]
-    assert np.array_equal(out[0], per_frame[0]) and np.array_equal(out[5], per_frame[5])
-    assert temporal.cuts == 1
+    tolerance = 0 if device.type == "cpu" else 1  # CUDA: another stream, maybe another kernel choice
+
+    def same(a, b) -> bool:
+        return int(np.abs(a.astype(np.int16) - b).max()) <= tolerance
+
+    assert same(out[0], per_frame[0]) and same(out[5], per_frame[5])  # first frame; the cut: no ghost
+    assert temporal.cuts == 1 and not same(out[4], per_frame[4])
     assert warping_error(shot, out[:5]) < 0.5 * warping_error(shot, per_frame[:5])
+    if device.type == "cuda":
+        assert [g is not None for g in temporal.guide._graphs.values()] == [True]  # captured once, replayed
 
 
 def test_the_python_api_takes_frames_in_order(microast, starry, photo_pan):
