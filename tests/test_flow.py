@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from engines.flow import DenseInverseSearch, warp
 from engines.temporal import DeviceFlowGuide
+from host_traffic import HostTraffic
 
 
 def smooth_noise(seed: int, shape=(200, 260), sigma: float = 2.0, contrast: float = 1.0) -> np.ndarray:
@@ -69,25 +69,6 @@ def test_no_motion_and_bad_input():
         DenseInverseSearch(iterations=0)
 
 
-class _HostTraffic(TorchDispatchMode):
-    """Records what a CUDA graph cannot capture: data copied in from the host (a tensor made from Python
-    data, ``lift_fresh``, is one on a GPU: ``x[:, (2, 0)]`` makes one), values read back."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = str(func)
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        if "_local_scalar_dense" in name or "lift_fresh" in name:
-            self.found.append(name)
-        if name.startswith(("aten._to_copy", "aten.copy_")) and any(t.device.type == "cpu" for t in tensors):
-            self.found.append(name)
-        return func(*args, **kwargs)
-
-
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_the_estimate_is_capturable_in_a_cuda_graph(device):
     """No GPU here: the estimate runs after a warm-up call, as the CUDA graph's capture does, on the meta
@@ -97,11 +78,11 @@ def test_the_estimate_is_capturable_in_a_cuda_graph(device):
     guide = DeviceFlowGuide()
     current = torch.empty(1, 1, 68, 120, device=device)
     guide.estimate(current, current)  # the warm-up: constants (blur kernels) made on the device once
-    with _HostTraffic() as traffic:
+    with HostTraffic() as traffic:
         flow, confidence, cut = guide.estimate(current, current)
     assert traffic.found == []
     assert flow.shape == (1, 2, 68, 120) and confidence.shape == (1, 1, 68, 120) and cut.shape == ()
-    with _HostTraffic() as traffic:  # the recorder itself works: each kind of host traffic is seen
+    with HostTraffic() as traffic:  # the recorder itself works: each kind of host traffic is seen
         torch.tensor([1.0]).to("meta")
         torch.rand(4)[:, None][(0, 1),]
         torch.rand(1).item()

@@ -5,7 +5,10 @@ import torch
 
 from engines.errors import StylizeError
 from engines.models.adain_vgg import AdaINNet
+from engines.styles import StyleBank
 from engines.weights import load_model
+from host_traffic import HostTraffic
+from media import painting
 
 # The paper's vgg_normalised.pth: 53 nn.Sequential modules, convs at these indices.
 PAPER_VGG_CONVS = {0: (3, 3, 1), 2: (64, 3, 3), 5: (64, 64, 3), 9: (128, 64, 3), 12: (128, 128, 3),
@@ -98,3 +101,17 @@ def test_mismatched_checkpoint_names_the_first_mismatch(change, message):
     change(vgg, dec)
     with pytest.raises(StylizeError, match=message):
         AdaINNet.from_state_dicts(vgg, dec)
+
+
+@pytest.mark.parametrize("name", ["microast", "adain-cd16x"])
+def test_the_per_frame_path_is_capturable_in_a_cuda_graph(name, tiny_weights):
+    """What ``--cuda-graph`` captures (``model.stylize`` with α as a tensor) copies nothing from the host
+    and reads nothing back, checked without a GPU (tests/host_traffic.py) after a warm-up call."""
+    model = load_model(name, weights=tiny_weights)
+    stats = StyleBank(model, style_size=32, cache_dir=False).add("p", painting(48, 32)).stats
+    content, alpha = torch.rand(1, 3, 32, 48), torch.ones(())
+    with torch.inference_mode():
+        model.stylize(content, stats, alpha)
+        with HostTraffic() as traffic:
+            model.stylize(content, stats, alpha)
+    assert traffic.found == []

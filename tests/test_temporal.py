@@ -30,6 +30,7 @@ from engines.temporal import (
 )
 from engines.warping import WarpingError, warping_error
 from engines.weights import load_model
+from host_traffic import HostTraffic
 from stream.cli import main
 from stream.cli.options import TEMPORAL_FLOW_CHOICES
 from stream.frames import Frame
@@ -202,6 +203,17 @@ def test_opencv_and_torch_implementations_agree():
         stabilize_torch(stylized, previous, flow, conf, contrast=False),
     )
     assert float((a - b).abs().max()) < 1 / 255  # OpenCV samples at 1/32 px: under one grey level
+
+
+def test_the_gpu_blend_never_waits_for_the_device():
+    """The torch blend (what CUDA runs after the network, every frame) neither copies from the host nor
+    reads a value back, either of which would make the host wait for the GPU; checked on the CPU."""
+    stylized, previous = torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56)
+    flow, confidence = torch.randn(1, 2, 20, 28), torch.rand(1, 1, 20, 28)
+    stabilize_torch(stylized, previous, flow, confidence)  # warm-up: cached grids and kernels
+    with HostTraffic() as traffic:
+        stabilize_torch(stylized, previous, flow, confidence)
+    assert traffic.found == []
 
 
 @pytest.mark.cuda
