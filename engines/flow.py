@@ -13,9 +13,9 @@ Search", ECCV 2016), coarse to fine. Per level:
 2. **densification**: each pixel averages the displacements of the patches over it, each weighted by
    how well it explains that pixel (``F.fold`` sums the overlaps);
 3. **variational refinement**: one Gauss–Newton step of a combined local–global energy (windowed
-   linearised brightness constancy + smoothness, 10 Jacobi iterations), as DIS refines its field.
+   linearised brightness constancy + smoothness, 5 Jacobi iterations), as DIS refines its field.
 
-Fixed shapes, a fixed number of ops (≈ 800 kernels at 480×270), nothing read back to the host and no
+Fixed shapes, a fixed number of ops (≈ 780 kernels at 480×270), nothing read back to the host and no
 host data copied in: a CUDA graph captures it whole.
 
 Chosen on Big Buck Bunny 480p with microast and starry_night by the temporal filter driven by it:
@@ -24,8 +24,10 @@ distance ratio, on the first 4 s (a fade from black, clouds drifting behind stil
 frames 120–215 (steady motion):
 
 - host DIS "fast" (OpenCV): 0.32× / 0.33× / style 1.04× and 0.115× / 0.26× / 1.20×;
-- this flow: 0.28× / 0.37× / 0.94× and 0.11× / 0.28× / 0.99×; without the refinement 0.30× / 0.39× /
-  0.97× and 0.115× / 0.29× / 0.96×; down to full size instead of half (one more level) 0.27× / 0.38×;
+- this flow: 0.28× / 0.35× / 0.96× and 0.11× / 0.28× / 0.98×. With 8 search steps and 10 Jacobi
+  iterations (1040 kernels instead of 780): 0.28× / 0.37× / 0.94× and 0.11× / 0.28× / 0.99×; without
+  the refinement 0.30× / 0.39× / 0.97× and 0.115× / 0.29× / 0.96×; searched down to full size instead of
+  half (one more level) 0.27× / 0.38×;
 - rejected: a combined local–global flow alone (Bruhn et al. 2005, started from the best global
   translation): 0.34× / 0.24× but style 1.33×. Its data term, weighted by the squared gradient, ignores
   the smooth clouds, so their motion was taken from the still trees; the strokes drawn on the clouds
@@ -43,8 +45,9 @@ import torch.nn.functional as F
 #: Patch side and stride of the inverse search (OpenCV's "fast" preset: 8 and 4).
 PATCH = 8
 STRIDE = 4
-#: Lucas–Kanade steps per patch and level (16 gave the same warping errors, ±0.01×, for twice the kernels).
-DEFAULT_ITERATIONS = 8
+#: Lucas–Kanade steps per patch and level: 4, 8 and 16 gave the same warping errors (±0.01×); on a GPU
+#: the flow's cost is its number of kernels, so the fewest.
+DEFAULT_ITERATIONS = 4
 #: The finest pyramid level searched (0: the input's size; 1: half of it): the flow is upsampled from
 #: there. Level 0 improved the error by 0.01–0.03× for a quarter more kernels, 4× the pixels.
 DEFAULT_FINEST_LEVEL = 1
@@ -53,10 +56,11 @@ COARSEST_SIDE = 2 * PATCH
 #: σ of the blur before each halving of the pyramid: a box average alone aliases fine texture into
 #: false motion at the coarse levels.
 PYRAMID_SIGMA = 0.6
-#: The refinement: Jacobi iterations, smoothness weight, ζ (grey levels per pixel: a gradient weaker
-#: than this counts in proportion to its square, as mostly noise), σ of the window the linearised
-#: constancy is summed over, and the damping that keeps the 2×2 systems solvable where it is flat.
-REFINE_ITERATIONS = 10
+#: The refinement: Jacobi iterations (5 and 10: the same errors), smoothness weight, ζ (grey levels per
+#: pixel: a gradient weaker than this counts in proportion to its square, as mostly noise), σ of the
+#: window the linearised constancy is summed over, and the damping that keeps the 2×2 systems solvable
+#: where it is flat.
+REFINE_ITERATIONS = 5
 SMOOTHNESS = 3.0
 ZETA = 20.0
 WINDOW_SIGMA = 1.0

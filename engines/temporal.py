@@ -40,7 +40,7 @@ distance as ratios to per-frame, on the per-frame outputs of the fp32 torch engi
   statistics smoother of :mod:`engines.flicker` (→ 0.65×; alone it *raises* the error to 1.97×, its
   feature averaging is made for still scenes);
 - the device flow (:mod:`engines.flow`, DIS as tensor ops with a variational refinement) steadies as
-  well as OpenCV's: microast 0.28× (Farneback-judged 0.37×, style 0.94×) against 0.32× (0.33×, 1.04×)
+  well as OpenCV's: microast 0.28× (Farneback-judged 0.35×, style 0.96×) against 0.32× (0.33×, 1.04×)
   on the first 4 s; a smoothness-driven flow tried first kept the error but lost the style (1.33×).
 """
 
@@ -177,7 +177,7 @@ class DeviceFlowGuide:
     order; it returns the frame's :class:`Guide` (device tensors), or None when the frame starts a new
     shot (the first frame, a size change). The flow is :class:`~engines.flow.DenseInverseSearch`'s on the
     grey frame scaled down to ``max_side``; confidence and the scene-cut test are :class:`FlowGuide`'s,
-    the cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 1000 small kernels at
+    the cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 800 small kernels at
     480 px) is captured once per flow size in a CUDA graph (``graph=True``): launched one by one from
     Python (several µs each) they would keep the host busier than DIS's ≈ 3.5 ms a frame.
     """
@@ -444,7 +444,7 @@ FLOW_PLACES = ("host", "device")
 
 def default_flow_place(device: torch.device | str) -> str:
     """``device`` on a GPU (the host keeps decoding and encoding), ``host`` on the CPU: there the tensor
-    flow takes ≈ 30 ms a 480p frame on the cores the network needs, DIS "fast" 1.4 ms."""
+    flow takes ≈ 23 ms a 480p frame on the cores the network needs, DIS "fast" 1.4 ms."""
     return "device" if torch.device(device).type == "cuda" else "host"
 
 
