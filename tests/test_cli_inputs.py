@@ -105,9 +105,7 @@ def test_image_output_suffix_that_no_encoder_writes_is_an_error_not_a_folder(con
     assert not out.exists()
 
 
-def test_image_output_gif_is_a_file_and_a_dotted_folder_takes_a_slash(
-    content, style, tiny_weights, tmp_path
-):
+def test_image_output_gif_is_a_file_and_a_dotted_folder_takes_a_slash(content, style, tiny_weights, tmp_path):
     import cv2
 
     gif = tmp_path / "out.gif"
