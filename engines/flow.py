@@ -234,12 +234,15 @@ class DenseInverseSearch:
         for k in range(self.iterations):
             e = error(u)
             if k == 0:
-                ssd_start = patch_ssd(e)
+                e_start = e
             b = _per_patch(g * e)
             u = u - torch.addcmul(inverse_diagonal * b, inverse_off, b.flip(1))  # inverse compositional
         e = error(u)
-        u = torch.where(patch_ssd(e) <= ssd_start, u, start)  # a search that made a patch worse: undone
-        e = error(u)
+        better = patch_ssd(e) <= patch_ssd(e_start)  # a search that made a patch worse is undone
+        u = torch.where(better, u, start)
+        by_patch = (n, 1, ny, PATCH, nx, PATCH)  # e's blocks, so each patch's choice broadcasts over them
+        chosen = better[:, :, :, None, :, None]
+        e = torch.where(chosen, e.view(by_patch), e_start.view(by_patch)).view(e.shape)
         weight = 1 / e.abs().clamp_min(1)  # how well each patch explains each of its pixels
         sums = F.fold(_from_blocks(torch.cat((weight, weight * _spread(u)), dim=1), ny, nx),
                       (h + pad[3], w + pad[1]), PATCH, stride=STRIDE)  # fmt: skip
