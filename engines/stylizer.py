@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from engines.models.base import StyleStats, round_up
 from engines.runtimes.base import Engine
-from engines.temporal import Guide, TemporalFilter, default_flow_place
+from engines.temporal import Guide, TemporalFilter, resolve_flow_place
 
 # BT.601 luma weights for (R, G, B); they sum to 1, and chroma (Cb, Cr) weights sum to 0.
 _LUMA = (0.299, 0.587, 0.114)
@@ -111,7 +111,7 @@ class Stylizer:
         self.preserve_color = preserve_color
         self.size = size
         if temporal is True:
-            temporal = TemporalFilter(flow=default_flow_place(engine.device))
+            temporal = TemporalFilter(flow=resolve_flow_place("auto", engine.device))
         self.temporal = temporal or None
 
     def reset(self) -> None:

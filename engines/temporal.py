@@ -8,7 +8,7 @@ it into the new per-frame result where the flow can be trusted.
 
 Where each part runs:
 
-- **flow**, where ``flow`` says (:func:`default_flow_place`: the device on a GPU, the host on the CPU):
+- **flow**, where ``flow`` says (``auto``, :func:`resolve_flow_place`: the device on a GPU, else the host):
   on the host (:class:`FlowGuide`) OpenCV DIS "fast" (no learned weights) between the grey input
   frames scaled down so the longer side is at most :data:`DEFAULT_FLOW_SIDE`, from the uint8 frame the
   pipeline already holds; on the device (:class:`DeviceFlowGuide`) the same method as tensor ops
@@ -442,9 +442,12 @@ def stabilize_cv(stylized, previous, flow, confidence, strength=DEFAULT_STRENGTH
 FLOW_PLACES = ("host", "device")
 
 
-def default_flow_place(device: torch.device | str) -> str:
-    """``device`` on a GPU (the host keeps decoding and encoding), ``host`` on the CPU: there the tensor
+def resolve_flow_place(place: str, device: torch.device | str) -> str:
+    """``place`` (one of :data:`FLOW_PLACES`, or ``auto``) for an engine on ``device``. ``auto`` is
+    ``device`` on a GPU (the host keeps decoding and encoding) and ``host`` on the CPU: there the tensor
     flow takes ≈ 23 ms a 480p frame on the cores the network needs, DIS "fast" 1.4 ms."""
+    if place != "auto":
+        return place
     return "device" if torch.device(device).type == "cuda" else "host"
 
 

@@ -15,7 +15,7 @@ from fractions import Fraction
 from engines.flicker import StatsSmoother
 from engines.styles import Style
 from engines.stylizer import Stylizer
-from engines.temporal import TemporalFilter, default_flow_place
+from engines.temporal import TemporalFilter, resolve_flow_place
 from stream.controls import LiveControls
 from stream.frames import Frame, Sink
 from stream.gpu_stage import GpuStage
@@ -28,7 +28,8 @@ class LiveProcess:
     exported engines have no hook, so for them smoothing is disabled in the controls. The stylizer's
     temporal filter is kept while temporal consistency is on (every backend); it starts afresh
     when switched on and when the style changes, so a new style shows at once, not blended in. One made
-    here puts its flow where ``temporal_flow`` says (default: :func:`~engines.temporal.default_flow_place`).
+    here puts its flow where ``temporal_flow`` says (default ``auto``, see
+    :func:`~engines.temporal.resolve_flow_place`).
     """
 
     def __init__(
@@ -47,7 +48,7 @@ class LiveProcess:
         self.controls = controls
         self.smoother = smoother or StatsSmoother()
         self.temporal = stylizer.temporal  # else made when first switched on
-        self.temporal_flow = temporal_flow or default_flow_place(stylizer.engine.device)
+        self.temporal_flow = resolve_flow_place(temporal_flow or "auto", stylizer.engine.device)
         self._style_index = -1
         self.smoothing_supported = stylizer.engine.supports_content_hook
         if not self.smoothing_supported:

@@ -24,7 +24,7 @@ from engines.temporal import (
     DeviceFlowGuide,
     FlowGuide,
     TemporalFilter,
-    default_flow_place,
+    resolve_flow_place,
     stabilize_cv,
     stabilize_torch,
 )
@@ -171,7 +171,8 @@ def test_reset_and_new_sizes_start_afresh(flow):
 
 
 def test_where_the_flow_runs():
-    assert default_flow_place("cpu") == "host" and default_flow_place("cuda:1") == "device"
+    assert resolve_flow_place("auto", "cpu") == "host" and resolve_flow_place("auto", "cuda:1") == "device"
+    assert resolve_flow_place("device", "cpu") == "device"
     assert TemporalFilter().host_flow and not TemporalFilter(flow="device").host_flow
     assert TEMPORAL_FLOW_CHOICES == ("auto", *FLOW_PLACES)  # the CLI's choices, spelled out there
     with pytest.raises(ValueError, match="flow must be one of"):

@@ -203,7 +203,7 @@ def _measure_temporal(args: argparse.Namespace) -> int:
     from benchmarks.temporal import summary as temporal_summary
     from engines.metrics import VGG16Features, find_vgg16
     from engines.runtimes.torch_rt import resolve_device
-    from engines.temporal import default_flow_place
+    from engines.temporal import resolve_flow_place
 
     device = resolve_device(args.device)
     if args.threads:
@@ -217,7 +217,7 @@ def _measure_temporal(args: argparse.Namespace) -> int:
         if f not in TEMPORAL_FLOW_CHOICES:
             choices = ", ".join(TEMPORAL_FLOW_CHOICES)
             raise StylizeError(f"--temporal-flow: unknown '{f}'; choose from {choices}")
-    flows = list(dict.fromkeys(default_flow_place(device) if f == "auto" else f for f in flows))
+    flows = list(dict.fromkeys(resolve_flow_place(f, device) for f in flows))
     variants = [Variant("torch", "torch", "auto")]
     if args.backends:
         variants = []

@@ -86,10 +86,9 @@ TEMPORAL_FLOW_CHOICES = ("auto", "host", "device")
 
 def temporal_flow_place(args: argparse.Namespace, device) -> str:
     """``--temporal-flow`` with ``auto`` resolved for the engine's device."""
-    from engines.temporal import default_flow_place
+    from engines.temporal import resolve_flow_place
 
-    place = getattr(args, "temporal_flow", "auto")
-    return default_flow_place(device) if place == "auto" else place
+    return resolve_flow_place(getattr(args, "temporal_flow", "auto"), device)
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
