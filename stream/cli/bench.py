@@ -254,7 +254,7 @@ def _measure_temporal(args: argparse.Namespace) -> int:
     doc = {"schema": SCHEMA, "machine": machine, "peak": device_peak(device, cpu_info(), args.peak_tflops),
            "settings": {}, "notes": [], **_kept_settings(out, machine["id"]), "temporal_settings": settings,
            "temporal_notes": notes}  # fmt: skip
-    rows = []
+    rows, built = [], {}  # one engine per model and backend, whatever the flows
     for (name, model), variant, flow in ((m, v, f) for m in models.items() for v in variants for f in flows):
         size = (video["width"], video["height"])
         why = variant_unavailable(variant, device) if variant.name in VARIANTS else None
@@ -266,9 +266,11 @@ def _measure_temporal(args: argparse.Namespace) -> int:
             rows.append({**base, "status": "skipped", "note": why})
             continue
         try:
-            engine = build_engine(model, variant, device, size)
+            if (name, variant.name) not in built:
+                built[name, variant.name] = build_engine(model, variant, device, size)
             row = measure_model(
-                name, model, engine, video, style, frames, repeats, net, shared_dir() / CUT_CLIP, flow=flow,
+                name, model, built[name, variant.name], video, style, frames, repeats, net,
+                shared_dir() / CUT_CLIP, flow=flow,
                 log=lambda m: print(m, file=sys.stderr) if show_progress(args) else None,
             )  # fmt: skip
             rows.append({**row, "backend": variant.name})
