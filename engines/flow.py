@@ -94,17 +94,26 @@ def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) * 0.5, (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) * 0.5
 
 
+def _grid(
+    xs: torch.Tensor, ys: torch.Tensor, h: int, w: int, device, dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grid_sample``'s coordinates (1×len(ys)×len(xs)×2, align_corners=False: (2x+1)/w − 1) of the
+    pixel positions ``xs`` × ``ys`` of an h×w image, and the scale from pixels to them, on ``device``."""
+    grid = torch.stack(torch.meshgrid((xs * 2 + 1) / w - 1, (ys * 2 + 1) / h - 1, indexing="xy"), dim=-1)
+    scale = torch.tensor([2 / w, 2 / h], dtype=torch.float64)
+    return grid[None].to(device=device, dtype=dtype), scale.to(device=device, dtype=dtype)
+
+
+# The grids below are made once per size and never dropped: a copy from the host cannot be captured in
+# a CUDA graph, and a captured graph reads them by address without holding them.
 @functools.cache
 def _sampling_grid(
     h: int, w: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``grid_sample``'s coordinates of the pixel centres of an h×w image (1×h×w×2, align_corners=False:
-    (2i+1)/w − 1) and the scale from pixels to them, made once per size and device."""
-    ys = (torch.arange(h, dtype=torch.float64) * 2 + 1) / h - 1
-    xs = (torch.arange(w, dtype=torch.float64) * 2 + 1) / w - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
-    scale = torch.tensor([2 / w, 2 / h], dtype=torch.float64)
-    return grid.to(device=device, dtype=dtype), scale.to(device=device, dtype=dtype)
+    """:func:`_grid` of every pixel centre of an h×w image."""
+    return _grid(
+        torch.arange(w, dtype=torch.float64), torch.arange(h, dtype=torch.float64), h, w, device, dtype
+    )
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
@@ -132,14 +141,12 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _patch_grid(
     ny: int, nx: int, h: int, w: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_sampling_grid` for every patch's pixels of an h×w image, the patches laid out as blocks
-    of an (ny·PATCH)×(nx·PATCH) image (see :func:`_to_blocks`)."""
+    """:func:`_grid` of every patch's pixels of an h×w image, the patches laid out as blocks of an
+    (ny·PATCH)×(nx·PATCH) image (see :func:`_to_blocks`)."""
     a = torch.arange(PATCH, dtype=torch.float64)
     ys = (torch.arange(ny, dtype=torch.float64)[:, None] * STRIDE + a).reshape(-1)
     xs = (torch.arange(nx, dtype=torch.float64)[:, None] * STRIDE + a).reshape(-1)
-    grid = torch.stack(torch.meshgrid((xs * 2 + 1) / w - 1, (ys * 2 + 1) / h - 1, indexing="xy"), dim=-1)
-    scale = torch.tensor([2 / w, 2 / h], dtype=torch.float64)
-    return grid[None].to(device=device, dtype=dtype), scale.to(device=device, dtype=dtype)
+    return _grid(xs, ys, h, w, device, dtype)
 
 
 def _to_blocks(x: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
