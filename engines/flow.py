@@ -116,11 +116,16 @@ def _sampling_grid(
     )
 
 
+def flow_grid(flow: torch.Tensor) -> torch.Tensor:
+    """``grid_sample``'s grid (N×H×W×2) for x + flow(x) on an image the flow's size (N×2×H×W, pixels);
+    a point is inside the image where both coordinates are within [−1, 1]."""
+    grid, scale = _sampling_grid(*flow.shape[-2:], flow.device, flow.dtype)
+    return torch.addcmul(grid, flow.permute(0, 2, 3, 1), scale)  # one kernel: it runs ~20 times a frame
+
+
 def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Backward warp: out(x) = image(x + flow(x)); N×C×H×W and N×2×H×W (pixels), edges replicated."""
-    grid, scale = _sampling_grid(*image.shape[-2:], flow.device, flow.dtype)
-    grid = torch.addcmul(grid, flow.permute(0, 2, 3, 1), scale)  # one kernel: it runs ~20 times a frame
-    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+    return F.grid_sample(image, flow_grid(flow), mode=mode, padding_mode="border", align_corners=False)
 
 
 def scale_flow(flow: torch.Tensor, sx: float, sy: float) -> torch.Tensor:

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.flow import DenseInverseSearch, blur, resize_flow, warp
+from engines.flow import DenseInverseSearch, blur, flow_grid, resize_flow, warp
 from engines.warping import pixel_grid, warp_image
 
 log = logging.getLogger(__name__)
@@ -239,11 +239,9 @@ class DeviceFlowGuide:
     def estimate(self, current: torch.Tensor, previous: torch.Tensor):
         """(flow, confidence, cut) of two grey N×1×h×w frames in 0–255: tensor ops only."""
         flow = self.flow(current, previous)
-        warped = warp(previous, flow)
-        h, w = current.shape[-2:]
-        ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1) + flow[:, 1]
-        xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w) + flow[:, 0]
-        inside = ((xs >= -0.5) & (xs <= w - 0.5) & (ys >= -0.5) & (ys <= h - 0.5)).unsqueeze(1)
+        grid = flow_grid(flow)
+        warped = F.grid_sample(previous, grid, padding_mode="border", align_corners=False)
+        inside = (grid.abs() <= 1).all(dim=-1, keepdim=True).permute(0, 3, 1, 2)  # as FlowGuide's margin 0.5
         warped = warped * ((current.mean() + 1) / (warped.mean() + 1))  # a fade is no occlusion
         error = blur((current - warped).abs(), 0.8)  # cv2.GaussianBlur's σ for a 3×3 kernel
         confidence = torch.exp(-(error / self.photo_sigma).square()) * inside
