@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engines.cuda_graph import capture
 from engines.flow import DenseInverseSearch, blur, flow_grid, resize_flow, warp
 from engines.warping import pixel_grid, warp_image
 
@@ -229,8 +230,7 @@ class DeviceFlowGuide:
         key = (g.device, tuple(g.shape))
         if key not in self._graphs:
             try:
-                with torch.cuda.device(g.device):  # capture on the frames' GPU, not the current one
-                    self._graphs[key] = _Captured(self.estimate, g, g)
+                self._graphs[key] = _Captured(self.estimate, g, g)
             except RuntimeError as e:
                 log.warning("the optical flow runs without a CUDA graph (its capture failed: %s)", e)
                 self._graphs[key] = None
@@ -260,15 +260,7 @@ class _Captured:
 
     def __init__(self, fn, *examples: torch.Tensor) -> None:
         self.inputs = [e.clone() for e in examples]
-        side = torch.cuda.Stream(examples[0].device)
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside capture: kernels, cached constants
-            for _ in range(2):
-                fn(*self.inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = fn(*self.inputs)
+        self.graph, self.outputs = capture(fn, *self.inputs)
 
     def __call__(self, *args: torch.Tensor):
         for static, a in zip(self.inputs, args, strict=True):

@@ -10,6 +10,7 @@ import copy
 
 import torch
 
+from engines.cuda_graph import capture
 from engines.device import DTYPES, resolve_device, resolve_precision
 from engines.errors import StylizeError
 from engines.models.base import ContentStatsHook, StyleModel, StyleStats
@@ -69,8 +70,7 @@ class TorchEngine:
     def _graph_for(self, x: torch.Tensor, stats: StyleStats) -> _Graph:
         key = (tuple(x.shape), x.stride())
         if key not in self._graphs:
-            with torch.cuda.device(self.device):  # capture and its streams on our GPU, not the current one
-                self._graphs[key] = _Graph(self.model, x, stats)
+            self._graphs[key] = _Graph(self.model, x, stats)
         return self._graphs[key]
 
 
@@ -86,15 +86,7 @@ class _Graph:
         self.stats = {k: v.clone() for k, v in stats.items()}
         self._stats_source = stats
         self.alpha = torch.ones((), device=example.device)
-        side = torch.cuda.Stream(example.device)
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside capture: cuDNN picks its algorithms here
-            for _ in range(2):
-                model.stylize(self.input, self.stats, self.alpha)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.output = model.stylize(self.input, self.stats, self.alpha)
+        self.graph, self.output = capture(model.stylize, self.input, self.stats, self.alpha)
 
     def replay(self, x: torch.Tensor, stats: StyleStats, alpha: float) -> torch.Tensor:
         self.input.copy_(x)
