@@ -71,9 +71,16 @@ class DeviceStats:
         key = id(stats)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return self._cache[key][1]
-        converted = {k: v.to(self.device, torch.float32).contiguous() for k, v in stats.items()}
-        self._cache[key] = (stats, converted)
-        if len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+            converted = self._cache[key][1]
+        else:
+            converted = {k: v.to(self.device, torch.float32).contiguous() for k, v in stats.items()}
+            self._cache[key] = (stats, converted)
+            if len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        if self.device.type == "cuda":
+            # Used on this stream from now on: when evicted, the allocator must not hand the memory
+            # to the stream it was made on before this stream's kernels have read it.
+            stream = torch.cuda.current_stream(self.device)
+            for v in converted.values():
+                v.record_stream(stream)
         return converted
