@@ -21,6 +21,7 @@ from engines.weights import load_model
 
 ATOL_FP32 = 2e-4
 ATOL_FP16 = 2e-2
+ATOL_CUDA_FP32 = 5e-3  # cuDNN runs fp32 convolutions in TF32 (torch and onnxruntime's use_tf32 alike)
 MODELS = ("microast", "adain-cd16x")
 
 
@@ -94,7 +95,7 @@ def test_missing_onnxruntime_is_a_clear_error(models, monkeypatch):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("precision, atol", [("fp32", ATOL_FP32), ("fp16", ATOL_FP16)])
+@pytest.mark.parametrize("precision, atol", [("fp32", ATOL_CUDA_FP32), ("fp16", ATOL_FP16)])
 def test_cuda_iobinding_matches_torch(models, precision, atol):
     ort = pytest.importorskip("onnxruntime")
     if not torch.cuda.is_available() or "CUDAExecutionProvider" not in ort.get_available_providers():

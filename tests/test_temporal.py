@@ -308,7 +308,8 @@ def test_the_device_flow_needs_no_host_frames(device, microast, starry, photo_pa
     shot, cut = photo_pan
     frames = [Frame(image, i) for i, image in enumerate(shot + cut)]
     engine = make_engine("torch", microast, device=device, precision="fp32")
-    per_frame = Stylizer(engine, starry)([f.image for f in frames])
+    plain = Stylizer(engine, starry)
+    per_frame = [plain([f.image])[0] for f in frames]  # batches of one, as the stage runs them
     temporal = TemporalFilter(flow="device")
     monkeypatch.setattr(temporal, "prepare", lambda image: pytest.fail("a host guide was computed"))
     stylizer = Stylizer(engine, starry, temporal=temporal)
