@@ -26,6 +26,8 @@ from engines.errors import StylizeError
 NAMED_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
 GPU_SIZES = ((256, 256), (512, 512), (1280, 720), (1920, 1080), (3840, 2160))  # (width, height)
 CPU_SIZES = ((256, 256), (512, 512))
+#: how far (relative) a matrix size's aspect may be from the video's to be used as is end to end
+ASPECT_TOLERANCE = 0.01
 E2E_MIN_HEIGHT = 720
 
 
@@ -117,13 +119,19 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def e2e_sizes(native: tuple[int, int], sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The video's own (width, height), then scaled to each matrix height ≥ 720 (aspect kept, even sides)."""
+    """The video's own (width, height), then each matrix size of height ≥ 720.
+
+    A matrix size of (nearly) the video's shape is used as is, so the end-to-end row of 1080p compares
+    with the model-only row of the same pixels; another shape keeps the video's, its shorter side scaled
+    to the size's height (even sides).
+    """
     from engines.stylizer import target_size
 
     w0, h0 = native
     out = [native]
-    for height in sorted({h for _, h in sizes if h >= E2E_MIN_HEIGHT}):
-        h, w = target_size(h0, w0, height, None, even=True)  # the shorter side becomes ``height``
+    for w, h in sorted({s for s in sizes if s[1] >= E2E_MIN_HEIGHT}, key=lambda s: s[1]):
+        if abs(w / h - w0 / h0) > ASPECT_TOLERANCE * w0 / h0:
+            h, w = target_size(h0, w0, h, None, even=True)  # the shorter side becomes the size's height
         if (w, h) not in out:
             out.append((w, h))
     return out

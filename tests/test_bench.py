@@ -48,9 +48,13 @@ def test_sizes_and_end_to_end_sizes() -> None:
     assert parse_sizes("256x256, 1280x720,1080p") == [(256, 256), (1280, 720), (1920, 1080)]
     with pytest.raises(StylizeError):
         parse_sizes("720")
-    # native first, then scaled to each HD height, aspect kept, even sides; tiny sizes add nothing
-    got = e2e_sizes((854, 480), [(256, 256), (1280, 720), (1920, 1080)])
-    assert got == [(854, 480), (1280, 720), (1922, 1080)]  # 854:480 is a little wider than 16:9
+    # native first, then each HD size: as is where the video's shape is 16:9 to within 1 % (854:480 is
+    # 0.1 % wider), so end-to-end and model-only rows of 1080p have the same pixels; tiny sizes add nothing
+    got = e2e_sizes((854, 480), [(256, 256), (1920, 1080), (1280, 720)])
+    assert got == [(854, 480), (1280, 720), (1920, 1080)]
+    # another shape keeps the video's: its shorter side becomes the size's height, even sides
+    assert e2e_sizes((640, 480), [(1920, 1080)]) == [(640, 480), (1440, 1080)]
+    assert e2e_sizes((480, 854), [(1920, 1080)]) == [(480, 854), (1080, 1922)]
 
 
 def test_merge_replaces_measured_cells_and_keeps_the_rest() -> None:
