@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.device_check import REPO, read_options
+from benchmarks.device_check import REPO, _add_stage_rows, read_options
 from benchmarks.machine import cpu_peak_tflops, gpu_peak_tflops
 from benchmarks.matrix import e2e_sizes, parse_sizes
 from benchmarks.results import COMMITTED_DIR, PLOT_NAME, SCHEMA, merge_results, plot_results
@@ -227,3 +227,47 @@ def test_device_check_reads_its_few_options_by_hand() -> None:
     assert (opts.out, opts.dry_run, opts.models, opts.part) == (REPO / "device_out", False, "a,b", "measure")
     with pytest.raises(SystemExit, match="unexpected argument '--out'"):
         read_options(["--out", "x"], {})
+
+
+def test_device_check_puts_the_stage_comparison_into_the_machines_results(tmp_path: Path) -> None:
+    """Part 2's serial-vs-pipelined rows land in <machine>.json beside the matrix's, which stay."""
+    machine = {"id": "nvidia-h200", "name": "NVIDIA H200"}
+    cell = {"model": "microast", "width": 1920, "height": 1080}
+    fps = {
+        k: {"fps": v} for k, v in (("model_only", 400.0), ("serial_loop", 90.0), ("pipeline_depth1", 200.0))
+    }
+    measured = {
+        "machine": machine,
+        "rows": [
+            {**cell, "backend": "torch-fp16", **fps, "pipeline_depth2": {"fps": 380.0}},
+            {**cell, "backend": "torch-fp16-compile", "error": "boom"},
+        ],
+    }
+    (tmp_path / "measure.json").write_text(json.dumps(measured))
+    results = tmp_path / "results"
+    results.mkdir()
+    matrix_row = {
+        "kind": "model",
+        **cell,
+        "backend": "torch-fp16",
+        "megapixels": 2.0736,
+        "status": "ok",
+        "fps": 1.0,
+    }
+    doc = {"schema": SCHEMA, "machine": machine, "peak": {"tflops": 989}, "results": [matrix_row]}
+    (results / "nvidia-h200.json").write_text(json.dumps(doc))
+
+    _add_stage_rows(tmp_path, results)
+
+    merged = json.loads((results / "nvidia-h200.json").read_text())
+    assert merged["peak"] == {"tflops": 989} and matrix_row in merged["results"]
+    stage = {r["backend"]: r for r in merged["results"] if r["kind"] == "stage"}
+    ok = stage["torch-fp16"]
+    assert (ok["status"], ok["fps"], ok["serial_loop_fps"], ok["pipeline_depth1_fps"]) == (
+        "ok",
+        380.0,
+        90.0,
+        200.0,
+    )
+    assert ok["model_only_fps"] == 400.0 and ok["megapixels"] == 2.0736
+    assert (stage["torch-fp16-compile"]["status"], stage["torch-fp16-compile"]["note"]) == ("error", "boom")
