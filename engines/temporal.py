@@ -180,7 +180,8 @@ class DeviceFlowGuide:
     grey frame scaled down to ``max_side``; confidence and the scene-cut test are :class:`FlowGuide`'s,
     the cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 800 small kernels at
     480 px) is captured once per flow size in a CUDA graph (``graph=True``): launched one by one from
-    Python (several µs each) they would keep the host busier than DIS's ≈ 3.5 ms a frame.
+    Python (several µs each) they would keep the host busier than DIS's ≈ 3.5 ms a frame. A graph holds
+    the settings it was captured with: change them only on a new guide.
     """
 
     def __init__(
