@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -37,14 +39,33 @@ GRAB = """() => {
 }"""
 
 
+#: drop the right to raise priorities, for a process and everything it starts
+NO_SYS_NICE = ("setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice")
+
+
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    """The system Chromium (Playwright drives it; it cannot download its own here)."""
+def chromium(tmp_path_factory) -> str:
+    """The system Chromium (Playwright drives it; it cannot download its own here).
+
+    As root, Chromium raises its browser process to nice -8. On a loaded 2-core machine that process
+    then starved the kernel's reaping of a renderer for 16 minutes (its zygote spinning in
+    ``shrink_dcache_parent``, gone the moment the browser was reniced). So where ``setpriv`` can take
+    the right away, Chromium starts through a wrapper without it, at the priority everything else has.
+    """
     for candidate in (os.environ.get("STYLIZE_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
         path = candidate and shutil.which(candidate)
         if path:
-            return path
-    pytest.skip("no Chromium here (apt-get install chromium, or set STYLIZE_CHROMIUM to a Chrome binary)")
+            break
+    else:
+        pytest.skip("no Chromium here (apt-get install chromium, or set STYLIZE_CHROMIUM to a Chrome binary)")
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return path
+    if subprocess.run([*NO_SYS_NICE, "true"], capture_output=True).returncode != 0:
+        return path  # a container without the right to change capabilities
+    wrapper = tmp_path_factory.mktemp("chromium") / "chromium"
+    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(NO_SYS_NICE)} {shlex.quote(path)} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 def write_y4m(path: Path, image: np.ndarray, frames: int = 10) -> None:
