@@ -64,23 +64,25 @@ class DeviceStats:
     def __init__(self, device: torch.device, capacity: int = 8):
         self.device = device
         self.capacity = capacity
-        # id(source) → (source, on device); oldest first
-        self._cache: OrderedDict[int, tuple[StyleStats, StyleStats]] = OrderedDict()
+        # id(source) → (source, on device, the CUDA streams it was recorded on); oldest first
+        self._cache: OrderedDict[int, tuple[StyleStats, StyleStats, set]] = OrderedDict()
 
     def __call__(self, stats: StyleStats) -> StyleStats:
         key = id(stats)
         if key in self._cache:
             self._cache.move_to_end(key)
-            converted = self._cache[key][1]
         else:
             converted = {k: v.to(self.device, torch.float32).contiguous() for k, v in stats.items()}
-            self._cache[key] = (stats, converted)
+            self._cache[key] = (stats, converted, set())
             if len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
+        _, converted, streams = self._cache[key]
         if self.device.type == "cuda":
-            # Used on this stream from now on: when evicted, the allocator must not hand the memory
-            # to the stream it was made on before this stream's kernels have read it.
             stream = torch.cuda.current_stream(self.device)
-            for v in converted.values():
-                v.record_stream(stream)
+            if stream not in streams:
+                # Used on this stream too: when evicted, the allocator must not hand the memory to the
+                # stream it was made on before this stream's kernels have read it. Once per stream.
+                for v in converted.values():
+                    v.record_stream(stream)
+                streams.add(stream)
         return converted
