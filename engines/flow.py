@@ -15,7 +15,7 @@ Search", ECCV 2016), coarse to fine. Per level:
 3. **variational refinement**: one Gauss–Newton step of a combined local–global energy (windowed
    linearised brightness constancy + smoothness, 5 Jacobi iterations), as DIS refines its field.
 
-Fixed shapes, a fixed number of ops (≈ 780 kernels at 480×270), nothing read back to the host and no
+Fixed shapes, a fixed number of ops (≈ 760 kernels at 480×270), nothing read back to the host and no
 host data copied in: a CUDA graph captures it whole.
 
 Chosen on Big Buck Bunny 480p with microast and starry_night by the temporal filter driven by it:
@@ -25,7 +25,7 @@ frames 120–215 (steady motion):
 
 - host DIS "fast" (OpenCV): 0.32× / 0.33× / style 1.04× and 0.115× / 0.26× / 1.20×;
 - this flow: 0.28× / 0.35× / 0.96× and 0.11× / 0.28× / 0.98×. With 8 search steps and 10 Jacobi
-  iterations (1040 kernels instead of 780): 0.28× / 0.37× / 0.94× and 0.11× / 0.28× / 0.99×; without
+  iterations (1040 kernels against 780 then): 0.28× / 0.37× / 0.94× and 0.11× / 0.28× / 0.99×; without
   the refinement 0.30× / 0.39× / 0.97× and 0.115× / 0.29× / 0.96×; searched down to full size instead of
   half (one more level) 0.27× / 0.38×;
 - rejected: a combined local–global flow alone (Bruhn et al. 2005, started from the best global

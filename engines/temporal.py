@@ -178,7 +178,7 @@ class DeviceFlowGuide:
     order; it returns the frame's :class:`Guide` (device tensors), or None when the frame starts a new
     shot (the first frame, a size change). The flow is :class:`~engines.flow.DenseInverseSearch`'s on the
     grey frame scaled down to ``max_side``; confidence and the scene-cut test are :class:`FlowGuide`'s,
-    the cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 800 small kernels at
+    the cut left on the device as ``Guide.cut``. On CUDA the whole estimate (≈ 760 small kernels at
     480 px) is captured once per flow size in a CUDA graph (``graph=True``): launched one by one from
     Python (several µs each) they would keep the host busier than DIS's ≈ 3.5 ms a frame. A graph holds
     the settings it was captured with: change them only on a new guide.

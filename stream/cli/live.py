@@ -17,7 +17,6 @@ from stream.cli.options import (
     check_model_arguments,
     check_video_output,
     engine_label,
-    temporal_flow_place,
 )
 from stream.controls import keys_help
 
@@ -112,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
             temporal=args.temporal,
         )
         stylizer.size = (h, w)
-        flow = temporal_flow_place(args, engine.device)
-        process = LiveProcess(stylizer, styles, controls, depth=args.depth, temporal_flow=flow)
+        process = LiveProcess(stylizer, styles, controls, depth=args.depth, temporal_flow=args.temporal_flow)
         if args.smooth and not engine.supports_content_hook:
             log.warning("flicker smoothing needs --backend torch; it is off with %s", engine.backend)
         print(
